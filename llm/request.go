@@ -1,0 +1,173 @@
+package llm
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+)
+
+// Endpoint names an API a client calls.
+type Endpoint string
+
+// The endpoints the gateway serves.
+const (
+	EndpointChat        Endpoint = "chat.completions"
+	EndpointCompletions Endpoint = "completions"
+	EndpointEmbeddings  Endpoint = "embeddings"
+	EndpointModels      Endpoint = "models"
+)
+
+// DefaultMaxBodySize is the request body limit when a handler sets none.
+const DefaultMaxBodySize = 32 << 20
+
+// Request is a client's JSON request body as the gateway read it. Only the
+// top-level fields the gateway acts on are decoded; the rest of the body is
+// left as it came, so that an upstream speaking the client's API gets it
+// byte for byte, with at most a few fields patched (see Span).
+type Request struct {
+	// Body is the whole request body.
+	Body []byte
+	// Model is the top-level "model" field.
+	Model string
+	// Stream is the top-level "stream" field.
+	Stream bool
+	// IncludeUsage is "stream_options.include_usage": whether the client
+	// asked for the usage chunk at the end of a stream.
+	IncludeUsage bool
+
+	// ModelSpan and StreamOptionsSpan locate those fields' values in Body;
+	// a zero Span means the field is absent.
+	ModelSpan, StreamOptionsSpan Span
+}
+
+// Span is the byte range [Start, End) of a value in a body.
+type Span struct{ Start, End int }
+
+// IsZero reports whether the span locates nothing.
+func (s Span) IsZero() bool { return s.End == 0 }
+
+// ReadRequest reads the request body once, at most limit bytes, and parses
+// its top-level fields. The body stays readable for handlers further down the
+// chain, and later calls return the same Request. The errors are ready to
+// send: 413 over the limit, 400 for a body that is not a JSON object or
+// whose model or stream field has the wrong type.
+func ReadRequest(r *http.Request, limit int64) (*Request, *Error) {
+	if limit <= 0 {
+		limit = DefaultMaxBodySize
+	}
+	c := CallFrom(r)
+	if c.Request != nil {
+		if int64(len(c.Request.Body)) > limit {
+			return nil, tooLarge(limit)
+		}
+		return c.Request, nil
+	}
+	body, err := ReadAll(r.Body, limit)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.Is(err, ErrTooLarge) {
+			return nil, tooLarge(limit)
+		} else if errors.As(err, &mbe) {
+			return nil, tooLarge(mbe.Limit)
+		}
+		return nil, Errorf(http.StatusBadRequest, TypeInvalidRequest, "body_unreadable", "could not read the request body: %v", err)
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	req, perr := ParseRequest(body)
+	if perr != nil {
+		return nil, perr
+	}
+	c.Request = req
+	c.Model = req.Model
+	c.Stream = req.Stream
+	return req, nil
+}
+
+// ErrTooLarge is returned by ReadAll for a body over its limit.
+var ErrTooLarge = errors.New("body too large")
+
+// ReadAll reads body whole, failing with ErrTooLarge beyond limit bytes.
+func ReadAll(body io.Reader, limit int64) ([]byte, error) {
+	if body == nil || body == http.NoBody {
+		return nil, nil
+	}
+	b, err := io.ReadAll(io.LimitReader(body, limit+1))
+	if err != nil {
+		return nil, err
+	}
+	if int64(len(b)) > limit {
+		return nil, ErrTooLarge
+	}
+	return b, nil
+}
+
+func tooLarge(limit int64) *Error {
+	return Errorf(http.StatusRequestEntityTooLarge, TypeInvalidRequest, "request_too_large",
+		"the request body is larger than the gateway's limit of %d bytes", limit)
+}
+
+// ParseRequest parses the top-level fields of a JSON request body.
+func ParseRequest(body []byte) (*Request, *Error) {
+	req := &Request{Body: body}
+	err := ScanObject(body, func(key string, v Span) error {
+		val := body[v.Start:v.End]
+		switch key {
+		case "model":
+			if val[0] != '"' {
+				return &fieldError{"model", "must be a string"}
+			}
+			m, err := unquote(val)
+			if err != nil {
+				return err
+			}
+			req.Model, req.ModelSpan = m, v
+		case "stream":
+			switch string(val) {
+			case "true":
+				req.Stream = true
+			case "false", "null":
+				req.Stream = false
+			default:
+				return &fieldError{"stream", "must be true or false"}
+			}
+		case "stream_options":
+			req.StreamOptionsSpan = v
+			if val[0] == 'n' {
+				return nil
+			}
+			var so struct {
+				IncludeUsage *bool `json:"include_usage"`
+			}
+			if err := json.Unmarshal(val, &so); err != nil {
+				return &fieldError{"stream_options", "must be an object"}
+			}
+			req.IncludeUsage = so.IncludeUsage != nil && *so.IncludeUsage
+		}
+		return nil
+	})
+	if err != nil {
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			e := Errorf(http.StatusBadRequest, TypeInvalidRequest, "invalid_value", "'%s' %s", fe.field, fe.problem)
+			e.Param = fe.field
+			return nil, e
+		}
+		return nil, Errorf(http.StatusBadRequest, TypeInvalidRequest, "invalid_json", "the request body is not a valid JSON object: %v", err)
+	}
+	return req, nil
+}
+
+type fieldError struct{ field, problem string }
+
+func (e *fieldError) Error() string { return e.field + " " + e.problem }
+
+func unquote(s []byte) (string, error) {
+	if bytes.IndexByte(s, '\\') < 0 {
+		return string(s[1 : len(s)-1]), nil
+	}
+	var out string
+	err := json.Unmarshal(s, &out)
+	return out, err
+}

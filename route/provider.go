@@ -1,0 +1,70 @@
+package route
+
+import (
+	"context"
+	"io"
+	"net/http"
+
+	"github.com/llmoneapi/llmoneapi/llm"
+)
+
+// Provider speaks one upstream API family: it turns a client's request into
+// the upstream's request, and the upstream's answer into what the client
+// asked for. Providers are guest modules in the llm.route.providers
+// namespace; each upstream gets its own instance, so a provider may hold
+// options that apply to one upstream only.
+//
+// The client's API is given by Exchange.Endpoint (and, as more inbound APIs
+// arrive, by Exchange's format), so a provider that translates between APIs
+// does so inside these methods, streams included; the route handler only
+// moves bytes, reads usage and applies policy.
+type Provider interface {
+	// NewRequest returns the upstream HTTP request for one attempt. It must
+	// set the upstream's credentials and must not copy anything of the
+	// client's request but what the exchange carries.
+	NewRequest(ctx context.Context, x *Exchange) (*http.Request, error)
+
+	// Response turns a complete successful upstream response body into the
+	// body the client gets, and reads the call's usage (nil when the
+	// upstream reported none).
+	Response(x *Exchange, body []byte) (out []byte, usage *llm.Usage, err error)
+
+	// Stream wraps a successful streamed upstream response body.
+	Stream(x *Exchange, body io.Reader) Stream
+
+	// Error turns an upstream error response (status >= 400) into the
+	// error the client gets. The route handler scrubs credentials from it
+	// and decides the status.
+	Error(x *Exchange, status int, body []byte) *llm.Error
+}
+
+// Stream yields a streamed response to the client event by event.
+type Stream interface {
+	// Next returns the next piece of the response. It returns io.EOF after
+	// the stream's proper end, and an error when the upstream stream broke
+	// off or went wrong (the client's stream is then cut).
+	Next() (StreamEvent, error)
+}
+
+// StreamEvent is one piece of a streamed response.
+type StreamEvent struct {
+	// Data is the bytes to send the client, whole SSE events in the
+	// client's API; empty when an upstream event has nothing for the client.
+	// It is valid only until the next call to Next.
+	Data []byte
+	// Usage is the usage the event reported, if any. A later event's usage
+	// replaces an earlier one's.
+	Usage *llm.Usage
+}
+
+// Exchange is one client request on its way to one upstream.
+type Exchange struct {
+	// Endpoint is the API the client called.
+	Endpoint llm.Endpoint
+	// Request is the client's request.
+	Request *llm.Request
+	// Upstream is where the request goes.
+	Upstream *Upstream
+	// Model is the model name to send upstream.
+	Model string
+}

@@ -1,0 +1,247 @@
+// Package providers holds the built-in upstream providers, the
+// llm.route.providers.* modules that speak each LLM vendor's API.
+package providers
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"unicode/utf8"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/llmoneapi/llmoneapi/llm"
+	"github.com/llmoneapi/llmoneapi/route"
+	"github.com/llmoneapi/llmoneapi/sse"
+)
+
+func init() {
+	caddy.RegisterModule(OpenAI{})
+}
+
+// OpenAI speaks the OpenAI API: OpenAI itself and every server that copies
+// its API (vLLM, Ollama, llama.cpp, LM Studio, DeepSeek, OpenRouter, Groq,
+// Together, ...). A client request in the OpenAI API goes through as it
+// came, with only the model renamed (when the upstream sets one) and
+// stream_options.include_usage turned on for streams, so that the gateway
+// always learns a stream's usage; the usage-only chunk that this adds is
+// removed again when the client did not ask for it.
+type OpenAI struct{}
+
+// CaddyModule returns the Caddy module information.
+func (OpenAI) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "llm.route.providers.openai",
+		New: func() caddy.Module { return new(OpenAI) },
+	}
+}
+
+var openaiPaths = map[llm.Endpoint]string{
+	llm.EndpointChat:        "/chat/completions",
+	llm.EndpointCompletions: "/completions",
+	llm.EndpointEmbeddings:  "/embeddings",
+}
+
+// NewRequest builds the upstream request.
+func (OpenAI) NewRequest(ctx context.Context, x *route.Exchange) (*http.Request, error) {
+	path, ok := openaiPaths[x.Endpoint]
+	if !ok {
+		return nil, fmt.Errorf("the openai provider does not serve the %s endpoint", x.Endpoint)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, x.Upstream.BaseURL()+path, bytes.NewReader(openaiBody(x)))
+	if err != nil {
+		return nil, err
+	}
+	for name, values := range x.Upstream.Header() {
+		req.Header[name] = values
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if x.Request.Stream {
+		req.Header.Set("Accept", "text/event-stream")
+		// Compressed streams would make upstreams and proxies buffer.
+		req.Header.Set("Accept-Encoding", "identity")
+	} else {
+		req.Header.Set("Accept", "application/json")
+	}
+	if key := x.Upstream.Key(); key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	return req, nil
+}
+
+var includeUsage = []byte(`"stream_options":{"include_usage":true},`)
+
+// openaiBody patches the client's body in place: the model name, and
+// stream_options.include_usage for streams.
+func openaiBody(x *route.Exchange) []byte {
+	in := x.Request
+	var edits []llm.Edit
+	wantUsage := in.Stream && !in.IncludeUsage && x.Endpoint != llm.EndpointEmbeddings
+	if wantUsage && in.StreamOptionsSpan.IsZero() {
+		open := bytes.IndexByte(in.Body, '{') + 1
+		edits = append(edits, llm.Edit{Span: llm.Span{Start: open, End: open}, Value: includeUsage})
+	}
+	if x.Model != in.Model {
+		quoted, _ := json.Marshal(x.Model)
+		edits = append(edits, llm.Edit{Span: in.ModelSpan, Value: quoted})
+	}
+	if wantUsage && !in.StreamOptionsSpan.IsZero() {
+		edits = append(edits, llm.Edit{Span: in.StreamOptionsSpan, Value: withIncludeUsage(in.Body[in.StreamOptionsSpan.Start:in.StreamOptionsSpan.End])})
+	}
+	if len(edits) == 0 {
+		return in.Body
+	}
+	if len(edits) == 2 && edits[0].Span.Start > edits[1].Span.Start {
+		edits[0], edits[1] = edits[1], edits[0]
+	}
+	return llm.Patch(in.Body, edits...)
+}
+
+// withIncludeUsage returns the stream_options object with include_usage set.
+func withIncludeUsage(options []byte) []byte {
+	var fields map[string]json.RawMessage
+	_ = json.Unmarshal(options, &fields) // null or an object, as the request parser checked
+	if fields == nil {
+		fields = map[string]json.RawMessage{}
+	}
+	fields["include_usage"] = json.RawMessage("true")
+	out, _ := json.Marshal(fields)
+	return out
+}
+
+// Response passes the body through and reads its usage.
+func (OpenAI) Response(x *route.Exchange, body []byte) ([]byte, *llm.Usage, error) {
+	usage, _, err := openaiUsage(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	return body, usage, nil
+}
+
+// openaiUsage reads the top-level usage of a response or chunk, and tells
+// whether the chunk has an empty choices list (the usage-only chunk).
+func openaiUsage(body []byte) (usage *llm.Usage, noChoices bool, err error) {
+	err = llm.ScanObject(body, func(key string, v llm.Span) error {
+		val := body[v.Start:v.End]
+		switch key {
+		case "usage":
+			if val[0] != '{' {
+				return nil
+			}
+			usage = new(llm.Usage)
+			if err := json.Unmarshal(val, usage); err != nil {
+				return fmt.Errorf("bad usage: %w", err)
+			}
+			if usage.TotalTokens == 0 {
+				usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
+			}
+		case "choices":
+			noChoices = val[0] == '[' && len(bytes.TrimSpace(val[1:len(val)-1])) == 0
+		}
+		return nil
+	})
+	return usage, noChoices, err
+}
+
+// Stream relays the upstream's events as they are.
+func (OpenAI) Stream(x *route.Exchange, body io.Reader) route.Stream {
+	return &openaiStream{events: sse.NewReader(body, 0), clientWantsUsage: x.Request.IncludeUsage}
+}
+
+type openaiStream struct {
+	events           *sse.Reader
+	clientWantsUsage bool
+	done             bool
+}
+
+var doneData = []byte("[DONE]")
+
+func (s *openaiStream) Next() (route.StreamEvent, error) {
+	if s.done {
+		return route.StreamEvent{}, io.EOF
+	}
+	ev, err := s.events.Next()
+	if err == io.EOF {
+		return route.StreamEvent{}, fmt.Errorf("the stream ended without [DONE]: %w", io.ErrUnexpectedEOF)
+	}
+	if err != nil {
+		return route.StreamEvent{}, err
+	}
+	if bytes.Equal(ev.Data, doneData) {
+		s.done = true
+		return route.StreamEvent{Data: ev.Raw}, nil
+	}
+	// Only chunks that mention usage are parsed; the rest pass untouched.
+	if !bytes.Contains(ev.Data, []byte(`"usage"`)) {
+		return route.StreamEvent{Data: ev.Raw}, nil
+	}
+	usage, noChoices, err := openaiUsage(ev.Data)
+	if err != nil {
+		return route.StreamEvent{}, fmt.Errorf("bad stream chunk: %w", err)
+	}
+	if usage != nil && noChoices && !s.clientWantsUsage {
+		return route.StreamEvent{Usage: usage}, nil
+	}
+	return route.StreamEvent{Data: ev.Raw, Usage: usage}, nil
+}
+
+// Error reads an OpenAI-style error body. Servers that copy the API differ
+// in their errors, so FastAPI's {"detail": ...}, a bare {"message": ...}
+// and plain text are understood too.
+func (OpenAI) Error(_ *route.Exchange, status int, body []byte) *llm.Error {
+	var parsed struct {
+		Error *struct {
+			Message string          `json:"message"`
+			Type    string          `json:"type"`
+			Code    json.RawMessage `json:"code"`
+			Param   *string         `json:"param"`
+		} `json:"error"`
+		Detail  json.RawMessage `json:"detail"`
+		Message string          `json:"message"`
+	}
+	e := &llm.Error{Status: status, Type: llm.TypeUpstream}
+	if json.Unmarshal(body, &parsed) == nil {
+		switch {
+		case parsed.Error != nil:
+			e.Message, e.Code = parsed.Error.Message, rawString(parsed.Error.Code)
+			if parsed.Error.Type != "" {
+				e.Type = parsed.Error.Type
+			}
+			if parsed.Error.Param != nil {
+				e.Param = *parsed.Error.Param
+			}
+		case len(parsed.Detail) > 0:
+			e.Message = rawString(parsed.Detail)
+		default:
+			e.Message = parsed.Message
+		}
+	} else if utf8.Valid(body) {
+		e.Message = string(bytes.TrimSpace(body))
+		if len(e.Message) > 512 {
+			e.Message = e.Message[:512] + "..."
+		}
+	}
+	if e.Message == "" {
+		e.Message = fmt.Sprintf("the upstream answered with status %d", status)
+	}
+	return e
+}
+
+// rawString renders a JSON value that should be a string but may be a
+// number or an object.
+func rawString(v json.RawMessage) string {
+	var s string
+	if json.Unmarshal(v, &s) == nil {
+		return s
+	}
+	if string(v) == "null" {
+		return ""
+	}
+	return string(v)
+}
+
+// Interface guard
+var _ route.Provider = (*OpenAI)(nil)

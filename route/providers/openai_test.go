@@ -1,0 +1,147 @@
+package providers
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+
+	"github.com/llmoneapi/llmoneapi/llm"
+	"github.com/llmoneapi/llmoneapi/route"
+)
+
+func exchange(t *testing.T, endpoint llm.Endpoint, body, model string) *route.Exchange {
+	t.Helper()
+	req, e := llm.ParseRequest([]byte(body))
+	if e != nil {
+		t.Fatal(e)
+	}
+	if model == "" {
+		model = req.Model
+	}
+	return &route.Exchange{Endpoint: endpoint, Request: req, Model: model}
+}
+
+func TestOpenAIBody(t *testing.T) {
+	tests := []struct {
+		name, body, model, want string
+		endpoint                llm.Endpoint
+	}{
+		{name: "untouched", body: `{"model":"m","messages":[]}`, want: `{"model":"m","messages":[]}`},
+		{name: "renamed", body: `{"model":"m","messages":[]}`, model: "m-2024", want: `{"model":"m-2024","messages":[]}`},
+		{name: "stream gets usage", body: `{"model":"m","stream":true}`,
+			want: `{"stream_options":{"include_usage":true},"model":"m","stream":true}`},
+		{name: "stream renamed", body: ` {"stream":true,"model":"m"}`, model: "x",
+			want: ` {"stream_options":{"include_usage":true},"stream":true,"model":"x"}`},
+		{name: "options kept", body: `{"model":"m","stream":true,"stream_options":{"include_obfuscation":false}}`, model: "x",
+			want: `{"model":"x","stream":true,"stream_options":{"include_obfuscation":false,"include_usage":true}}`},
+		{name: "options before model", body: `{"stream_options":null,"stream":true,"model":"m"}`, model: "x",
+			want: `{"stream_options":{"include_usage":true},"stream":true,"model":"x"}`},
+		{name: "client asked", body: `{"model":"m","stream":true,"stream_options":{"include_usage":true}}`,
+			want: `{"model":"m","stream":true,"stream_options":{"include_usage":true}}`},
+		{name: "embeddings", body: `{"model":"e","input":"x","stream":true}`, endpoint: llm.EndpointEmbeddings,
+			want: `{"model":"e","input":"x","stream":true}`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ep := tt.endpoint
+			if ep == "" {
+				ep = llm.EndpointChat
+			}
+			got := string(openaiBody(exchange(t, ep, tt.body, tt.model)))
+			if got != tt.want {
+				t.Fatalf("got  %s\nwant %s", got, tt.want)
+			}
+			if !json.Valid([]byte(got)) {
+				t.Fatal("invalid JSON")
+			}
+		})
+	}
+}
+
+func chunk(content string) string {
+	return `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"` + content + `"}}],"usage":null}` + "\n\n"
+}
+
+const usageChunk = `data: {"id":"c","object":"chat.completion.chunk","choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5}}` + "\n\n"
+
+func drain(s route.Stream) (out string, usage *llm.Usage, err error) {
+	for {
+		ev, err := s.Next()
+		out += string(ev.Data)
+		if ev.Usage != nil {
+			usage = ev.Usage
+		}
+		if err != nil {
+			return out, usage, err
+		}
+	}
+}
+
+func TestOpenAIStream(t *testing.T) {
+	upstream := chunk("a") + chunk("b") + usageChunk + "data: [DONE]\n\n"
+	// The client did not ask for usage: the gateway reads it and hides the chunk.
+	x := exchange(t, llm.EndpointChat, `{"model":"m","stream":true}`, "")
+	out, usage, err := drain(OpenAI{}.Stream(x, strings.NewReader(upstream)))
+	if err != io.EOF {
+		t.Fatal(err)
+	}
+	if want := chunk("a") + chunk("b") + "data: [DONE]\n\n"; out != want {
+		t.Fatalf("client got %q", out)
+	}
+	if usage == nil || *usage != (llm.Usage{PromptTokens: 3, CompletionTokens: 2, TotalTokens: 5}) {
+		t.Fatalf("usage %+v", usage)
+	}
+	// The client asked: it gets the stream unchanged.
+	x = exchange(t, llm.EndpointChat, `{"model":"m","stream":true,"stream_options":{"include_usage":true}}`, "")
+	out, usage, err = drain(OpenAI{}.Stream(x, strings.NewReader(upstream)))
+	if err != io.EOF || out != upstream || usage == nil {
+		t.Fatalf("out %q usage %v err %v", out, usage, err)
+	}
+}
+
+func TestOpenAIStreamCut(t *testing.T) {
+	x := exchange(t, llm.EndpointChat, `{"model":"m","stream":true}`, "")
+	out, _, err := drain(OpenAI{}.Stream(x, strings.NewReader(chunk("a")+chunk("b"))))
+	if !errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("a stream without [DONE] must fail, got %v", err)
+	}
+	if out != chunk("a")+chunk("b") {
+		t.Fatalf("out %q", out)
+	}
+}
+
+func TestOpenAIResponse(t *testing.T) {
+	body := []byte(`{"id":"x","choices":[{"message":{"content":"usage"}}],"usage":{"prompt_tokens":7,"completion_tokens":1}}`)
+	out, usage, err := OpenAI{}.Response(nil, body)
+	if err != nil || string(out) != string(body) {
+		t.Fatalf("out %s err %v", out, err)
+	}
+	if usage == nil || usage.TotalTokens != 8 {
+		t.Fatalf("usage %+v", usage)
+	}
+	_, usage, err = OpenAI{}.Response(nil, []byte(`{"data":[]}`))
+	if err != nil || usage != nil {
+		t.Fatalf("usage %v err %v", usage, err)
+	}
+}
+
+func TestOpenAIError(t *testing.T) {
+	tests := []struct {
+		body, message, typ, code string
+	}{
+		{`{"error":{"message":"Rate limit reached","type":"requests","code":"rate_limit_exceeded","param":null}}`, "Rate limit reached", "requests", "rate_limit_exceeded"},
+		{`{"error":{"message":"bad","type":"","code":400}}`, "bad", llm.TypeUpstream, "400"},
+		{`{"detail":"Not Found"}`, "Not Found", llm.TypeUpstream, ""},
+		{`{"object":"error","message":"model busy"}`, "model busy", llm.TypeUpstream, ""},
+		{`upstream connect error`, "upstream connect error", llm.TypeUpstream, ""},
+		{``, "the upstream answered with status 503", llm.TypeUpstream, ""},
+	}
+	for _, tt := range tests {
+		e := OpenAI{}.Error(nil, 503, []byte(tt.body))
+		if e.Message != tt.message || e.Type != tt.typ || e.Code != tt.code || e.Status != 503 {
+			t.Errorf("%s: got %+v", tt.body, e)
+		}
+	}
+}

@@ -1,0 +1,263 @@
+// Package route holds the llm_route handler, which serves the OpenAI API to
+// clients and forwards each call to an upstream LLM provider, and the guest
+// interfaces it hosts: Catalog (namespace llm.route), which says which
+// models exist and where they are served, and Provider (namespace
+// llm.route.providers), which speaks an upstream's API.
+package route
+
+import (
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+	"go.uber.org/zap"
+
+	"github.com/llmoneapi/llmoneapi/llm"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Catalog says which models the gateway serves and where. Catalogs are guest
+// modules in the llm.route namespace; llm.route.config holds models written
+// in the config.
+type Catalog interface {
+	// Lookup returns the named model, or nil when the catalog lacks it.
+	Lookup(name string) *Model
+	// List returns every model of the catalog, in a stable order.
+	List() []*Model
+}
+
+// Handler serves the OpenAI API: POST /v1/chat/completions, /v1/completions
+// and /v1/embeddings, and GET /v1/models and /v1/models/{model}. It finds the
+// requested model in its catalogs, forwards the call to one of the model's
+// upstreams through the upstream's provider, streams the answer back event by
+// event, and records the model, upstream and token usage in the request's
+// llm.Call. Paths are matched by their ending, so the API can sit under any
+// prefix (/v1/chat/completions, /openai/v1/chat/completions, ...).
+//
+// It sets these placeholders (with llm_auth and llm_stats, see their docs):
+// {llm.model}, {llm.upstream_model}, {llm.provider}, {llm.upstream},
+// {llm.usage.prompt_tokens}, {llm.usage.completion_tokens},
+// {llm.usage.total_tokens}, {llm.usage.source}, {llm.ttft_ms} and
+// {llm.stream}.
+type Handler struct {
+	// CatalogsRaw are the model catalogs, asked in order: the first that
+	// knows a model serves it. The Caddyfile's model blocks make one
+	// {"source": "config"} catalog.
+	CatalogsRaw []json.RawMessage `json:"catalogs,omitempty" caddy:"namespace=llm.route inline_key=source"`
+	// MaxBodySize is the largest request body accepted, in bytes; larger
+	// ones get 413. Default 32 MiB.
+	MaxBodySize int64 `json:"max_body_size,omitempty"`
+
+	catalogs  []Catalog
+	transport *http.Transport
+	logger    *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.llm_route",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision loads the catalogs and the shared upstream transport.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	if h.MaxBodySize < 0 {
+		return fmt.Errorf("max_body_size must not be negative")
+	}
+	if h.MaxBodySize == 0 {
+		h.MaxBodySize = llm.DefaultMaxBodySize
+	}
+	mods, err := ctx.LoadModule(h, "CatalogsRaw")
+	if err != nil {
+		return fmt.Errorf("loading model catalogs: %w", err)
+	}
+	for _, m := range mods.([]any) {
+		c, ok := m.(Catalog)
+		if !ok {
+			return fmt.Errorf("module %T is not a model catalog", m)
+		}
+		h.catalogs = append(h.catalogs, c)
+	}
+	h.transport = acquireTransport()
+	return nil
+}
+
+// Validate checks that the handler serves at least one model.
+func (h *Handler) Validate() error {
+	for _, c := range h.catalogs {
+		if len(c.List()) > 0 {
+			return nil
+		}
+	}
+	return fmt.Errorf("llm_route serves no model: add a model block")
+}
+
+// Cleanup releases the shared transport.
+func (h *Handler) Cleanup() error {
+	if h.transport != nil {
+		releaseTransport()
+		h.transport = nil
+	}
+	return nil
+}
+
+// model returns the named model from the first catalog that has it.
+func (h *Handler) model(name string) *Model {
+	for _, c := range h.catalogs {
+		if m := c.Lookup(name); m != nil {
+			return m
+		}
+	}
+	return nil
+}
+
+// ServeHTTP serves one API call. Every error is written to the client as
+// an OpenAI-style JSON error, so it returns nil except for write failures
+// Caddy should know of.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
+	call := llm.CallFrom(r)
+	path := strings.TrimRight(r.URL.Path, "/")
+	endpoint, modelID := endpointOf(path)
+	call.Endpoint = endpoint
+	switch endpoint {
+	case "":
+		llm.Errorf(http.StatusNotFound, llm.TypeNotFound, "unknown_endpoint",
+			"this gateway does not serve %s %s; it serves POST /v1/chat/completions, /v1/completions, /v1/embeddings and GET /v1/models",
+			r.Method, r.URL.Path).Write(w, r)
+		return nil
+	case llm.EndpointModels:
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			methodNotAllowed(w, r, http.MethodGet)
+			return nil
+		}
+		h.serveModels(w, r, call, modelID)
+		return nil
+	}
+	if r.Method != http.MethodPost {
+		methodNotAllowed(w, r, http.MethodPost)
+		return nil
+	}
+	req, e := llm.ReadRequest(r, h.MaxBodySize)
+	if e != nil {
+		e.Write(w, r)
+		return nil
+	}
+	if req.Model == "" {
+		llm.ErrMissingModel().Write(w, r)
+		return nil
+	}
+	if e := call.Identity.CheckModel(req.Model); e != nil {
+		e.Write(w, r)
+		return nil
+	}
+	m := h.model(req.Model)
+	if m == nil {
+		e := llm.Errorf(http.StatusNotFound, llm.TypeInvalidRequest, "model_not_found",
+			"the model '%s' does not exist on this gateway; GET /v1/models lists the models your key may use", req.Model)
+		e.Param = "model"
+		e.Write(w, r)
+		return nil
+	}
+	h.forward(w, r, call, endpoint, req, m.pick())
+	return nil
+}
+
+// endpointOf maps a path to the endpoint it calls, and for
+// /models/{model} also returns the model.
+func endpointOf(path string) (llm.Endpoint, string) {
+	switch {
+	case strings.HasSuffix(path, "/chat/completions"):
+		return llm.EndpointChat, ""
+	case strings.HasSuffix(path, "/completions"):
+		return llm.EndpointCompletions, ""
+	case strings.HasSuffix(path, "/embeddings"):
+		return llm.EndpointEmbeddings, ""
+	case strings.HasSuffix(path, "/models"):
+		return llm.EndpointModels, ""
+	}
+	// Model names may hold slashes (meta-llama/Llama-3.1-8B), so the model
+	// is everything after the first /models/.
+	if _, id, ok := strings.Cut(path, "/models/"); ok && id != "" {
+		return llm.EndpointModels, id
+	}
+	return "", ""
+}
+
+func methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) {
+	w.Header().Set("Allow", allow)
+	llm.Errorf(http.StatusMethodNotAllowed, llm.TypeInvalidRequest, "method_not_allowed",
+		"%s is not allowed on %s; use %s", r.Method, r.URL.Path, allow).Write(w, r)
+}
+
+// modelObject is a model as OpenAI's API lists it.
+type modelObject struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}
+
+func newModelObject(m *Model) modelObject {
+	_, provider := m.Upstreams[0].Provider()
+	return modelObject{ID: m.Name, Object: "model", OwnedBy: provider}
+}
+
+// serveModels lists the models the client's key may use, or describes one.
+func (h *Handler) serveModels(w http.ResponseWriter, r *http.Request, call *llm.Call, id string) {
+	var scope llm.Scope
+	if call.Identity != nil {
+		scope = call.Identity.Models
+	}
+	var body any
+	if id != "" {
+		m := h.model(id)
+		if m == nil || !scope.Allows(id) {
+			e := llm.Errorf(http.StatusNotFound, llm.TypeInvalidRequest, "model_not_found",
+				"the model '%s' does not exist on this gateway or your key may not use it", id)
+			e.Write(w, r)
+			return
+		}
+		call.Model = id
+		body = newModelObject(m)
+	} else {
+		list := struct {
+			Object string        `json:"object"`
+			Data   []modelObject `json:"data"`
+		}{Object: "list", Data: []modelObject{}}
+		seen := make(map[string]bool)
+		for _, c := range h.catalogs {
+			for _, m := range c.List() {
+				if seen[m.Name] || !scope.Allows(m.Name) {
+					continue
+				}
+				seen[m.Name] = true
+				list.Data = append(list.Data, newModelObject(m))
+			}
+		}
+		body = list
+	}
+	out, _ := json.Marshal(body)
+	call.Status = http.StatusOK
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	if r.Method != http.MethodHead {
+		_, _ = w.Write(out)
+	}
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddy.CleanerUpper          = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+)

@@ -1,0 +1,120 @@
+package sse
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"strings"
+	"testing"
+	"testing/iotest"
+)
+
+func readAll(t *testing.T, r *Reader) (events []string, data []string, err error) {
+	t.Helper()
+	for {
+		ev, err := r.Next()
+		if err != nil {
+			return events, data, err
+		}
+		events = append(events, string(ev.Raw))
+		data = append(data, string(ev.Data))
+	}
+}
+
+func TestReader(t *testing.T) {
+	in := ": comment\n\ndata: {\"a\":1}\n\nevent: message_start\ndata: x\ndata: y\n\n\r\ndata:z\r\n\r\ndata: [DONE]\n\n"
+	// One byte at a time: events must not depend on how reads are cut.
+	r := NewReader(iotest.OneByteReader(strings.NewReader(in)), 0)
+	raws, data, err := readAll(t, r)
+	if err != io.EOF {
+		t.Fatalf("err %v, want io.EOF", err)
+	}
+	wantRaw := []string{": comment\n\n", "data: {\"a\":1}\n\n", "event: message_start\ndata: x\ndata: y\n\n", "data:z\r\n\r\n", "data: [DONE]\n\n"}
+	wantData := []string{"", `{"a":1}`, "x\ny", "z", "[DONE]"}
+	if strings.Join(raws, "|") != strings.Join(wantRaw, "|") {
+		t.Fatalf("raw %q", raws)
+	}
+	if strings.Join(data, "|") != strings.Join(wantData, "|") {
+		t.Fatalf("data %q", data)
+	}
+}
+
+func TestReaderEventName(t *testing.T) {
+	r := NewReader(strings.NewReader("event: ping\ndata: {}\n\ndata: 1\n\n"), 0)
+	ev, err := r.Next()
+	if err != nil || string(ev.Name) != "ping" {
+		t.Fatalf("name %q, err %v", ev.Name, err)
+	}
+	ev, err = r.Next()
+	if err != nil || len(ev.Name) != 0 {
+		t.Fatalf("name %q leaked into the next event, err %v", ev.Name, err)
+	}
+}
+
+func TestReaderEnds(t *testing.T) {
+	// a whole last line without the blank line still makes an event
+	r := NewReader(strings.NewReader("data: a\n\ndata: [DONE]\n"), 0)
+	_, data, err := readAll(t, r)
+	if err != io.EOF || strings.Join(data, "|") != "a|[DONE]" {
+		t.Fatalf("data %q err %v", data, err)
+	}
+	// a stream cut inside a line is an unexpected end
+	r = NewReader(strings.NewReader("data: a\n\ndata: {\"cho"), 0)
+	_, _, err = readAll(t, r)
+	if err != io.ErrUnexpectedEOF {
+		t.Fatalf("err %v, want io.ErrUnexpectedEOF", err)
+	}
+	r = NewReader(strings.NewReader(""), 0)
+	if _, err := r.Next(); err != io.EOF {
+		t.Fatalf("empty stream: %v", err)
+	}
+}
+
+func TestReaderLimit(t *testing.T) {
+	long := "data: " + strings.Repeat("x", 100<<10) + "\n\n"
+	r := NewReader(strings.NewReader(long), 64<<10)
+	if _, err := r.Next(); !errors.Is(err, ErrEventTooLarge) {
+		t.Fatalf("err %v", err)
+	}
+	// under the limit, a line longer than the read buffer is fine
+	r = NewReader(strings.NewReader(long), 0)
+	ev, err := r.Next()
+	if err != nil || len(ev.Data) != 100<<10 {
+		t.Fatalf("len %d err %v", len(ev.Data), err)
+	}
+}
+
+// FuzzReader checks that the raw bytes of the events put together give back
+// the stream, so that passing events through never changes what a client gets.
+func FuzzReader(f *testing.F) {
+	f.Add([]byte("data: a\n\ndata: b\r\n\r\n: c\n\n"))
+	f.Add([]byte("event: x\ndata: {}\n\ndata: [DONE]\n"))
+	f.Add([]byte("\n\n\ndata"))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := NewReader(bytes.NewReader(in), 1<<10)
+		var out []byte
+		for {
+			ev, err := r.Next()
+			if err != nil {
+				if err == io.EOF && !bytes.Equal(bytes.TrimLeft(in, "\r\n"), out) && len(bytes.TrimSpace(in)) > 0 {
+					// leading and between-event blank lines are dropped
+					if !bytes.Equal(stripBlank(in), stripBlank(out)) {
+						t.Fatalf("events %q do not add up to %q", out, in)
+					}
+				}
+				return
+			}
+			out = append(out, ev.Raw...)
+		}
+	})
+}
+
+func stripBlank(b []byte) []byte {
+	var out []byte
+	for _, line := range bytes.SplitAfter(b, []byte("\n")) {
+		if len(bytes.TrimRight(line, "\r\n")) > 0 {
+			out = append(out, line...)
+		}
+	}
+	return out
+}
