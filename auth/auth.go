@@ -1,0 +1,277 @@
+// Package auth is the gateway's client authentication: the llm_auth HTTP
+// handler, the Authenticator interface its guests implement (namespace
+// llm.auth), and the built-in authenticators.
+package auth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"net/http"
+	"strings"
+
+	"github.com/dustin/go-humanize"
+	"go.uber.org/zap"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/llmoneapi/llmoneapi/llm"
+)
+
+func init() {
+	caddy.RegisterModule(Handler{})
+}
+
+// Authenticator finds who a client key belongs to. It returns (nil, nil) for a key
+// it does not know, so that the next authenticator can try; an error means it could
+// not tell (a store is down) and fails the request.
+//
+// The returned Identity may be shared between requests: callers must not
+// modify it. Implementations are modules in the llm.auth namespace.
+type Authenticator interface {
+	Authenticate(ctx context.Context, key string) (*llm.Identity, error)
+}
+
+// Handler authenticates LLM API clients by their API key and checks that the
+// key may use the model the request names.
+//
+// The key is taken from the `Authorization: Bearer <key>` header, else from
+// `x-api-key`, else from `api-key`. All three headers are removed from the
+// request before it goes further, so the client's key never reaches an
+// upstream, even through a stock reverse_proxy.
+//
+// Responses, all OpenAI-style JSON errors:
+//
+//   - 401 `missing_api_key`: no key was sent;
+//   - 401 `invalid_api_key`: no authenticator knows the key;
+//   - 503 `auth_unavailable`: an authenticator could not check the key;
+//   - 403 `model_not_allowed`: the key's model scope excludes the model;
+//   - 400 / 413: the body could not be read to check the scope (only for
+//     keys with a model scope; other keys never make the handler read the body).
+//
+// After a successful authentication, the placeholders `{llm.user}` and
+// `{llm.key_id}` hold the key's user and public key id, and the access log
+// line gets the fields `user` and `key_id`.
+type Handler struct {
+	// Authenticators to ask, in order; the first that knows the key wins.
+	// At least one is required.
+	AuthenticatorsRaw []json.RawMessage `json:"authenticators,omitempty" caddy:"namespace=llm.auth inline_key=source"`
+
+	// The largest request body, in bytes, read when the handler must check a
+	// key's model scope. Default: 32 MiB.
+	MaxBodySize int64 `json:"max_body_size,omitempty"`
+
+	authenticators []Authenticator
+	logger         *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (Handler) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "http.handlers.llm_auth",
+		New: func() caddy.Module { return new(Handler) },
+	}
+}
+
+// Provision loads the authenticators.
+func (h *Handler) Provision(ctx caddy.Context) error {
+	h.logger = ctx.Logger()
+	// Without an authenticator every request would fail with 401: fail the
+	// config instead. Checked before loading, which empties the raw field.
+	if len(h.AuthenticatorsRaw) == 0 {
+		return errors.New("llm_auth needs at least one authenticator, for example 'static { key <key> }'")
+	}
+	mods, err := ctx.LoadModule(h, "AuthenticatorsRaw")
+	if err != nil {
+		return fmt.Errorf("loading authenticators: %v", err)
+	}
+	for _, mod := range mods.([]any) {
+		a, ok := mod.(Authenticator)
+		if !ok {
+			return fmt.Errorf("module %s is not an llm_auth authenticator; is %T", caddy.GetModuleID(mod), mod)
+		}
+		h.authenticators = append(h.authenticators, a)
+	}
+	if h.MaxBodySize == 0 {
+		h.MaxBodySize = llm.DefaultMaxBodySize
+	}
+	return nil
+}
+
+// Validate checks the handler's settings.
+func (h *Handler) Validate() error {
+	if h.MaxBodySize < 0 {
+		return fmt.Errorf("max_body_size must not be negative, got %d", h.MaxBodySize)
+	}
+	return nil
+}
+
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
+	key := clientKey(r.Header)
+	r.Header.Del("Authorization")
+	r.Header.Del("X-Api-Key")
+	r.Header.Del("Api-Key")
+	if key == "" {
+		unauthorized(w, r, "missing_api_key",
+			"no API key was sent; send it as 'Authorization: Bearer <key>' or in the 'x-api-key' header")
+		return nil
+	}
+
+	id, err := h.authenticate(r.Context(), key)
+	if err != nil {
+		// The guest's error text may echo what it was given.
+		msg := strings.ReplaceAll(err.Error(), key, "[redacted]")
+		h.logger.Error("could not check an API key", zap.String("error", msg))
+		llm.Errorf(http.StatusServiceUnavailable, llm.TypeServer, "auth_unavailable",
+			"the API key could not be checked, try again later: %s", msg).Write(w, r)
+		return nil
+	}
+	if id == nil {
+		unauthorized(w, r, "invalid_api_key", "the API key is not valid; check it, or ask the gateway's operator for one")
+		return nil
+	}
+
+	llm.CallFrom(r).Identity = id
+	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok && extra != nil {
+		// Set, not Add: a request that passes two llm_auth handlers must not
+		// log duplicate keys.
+		extra.Set(zap.String("user", id.User))
+		extra.Set(zap.String("key_id", id.KeyID))
+	}
+
+	if len(id.Models) > 0 && hasBody(r.Method) {
+		req, e := llm.ReadRequest(r, h.MaxBodySize)
+		if e != nil {
+			e.Write(w, r)
+			return nil
+		}
+		if req.Model == "" {
+			llm.ErrMissingModel().Write(w, r)
+			return nil
+		}
+		if e := id.CheckModel(req.Model); e != nil {
+			e.Write(w, r)
+			return nil
+		}
+	}
+
+	return next.ServeHTTP(w, r)
+}
+
+// authenticate asks each authenticator in turn until one knows the key.
+func (h *Handler) authenticate(ctx context.Context, key string) (*llm.Identity, error) {
+	for _, a := range h.authenticators {
+		id, err := a.Authenticate(ctx, key)
+		if err != nil {
+			return nil, fmt.Errorf("authenticator %s: %w", caddy.GetModuleName(a), err)
+		}
+		if id != nil {
+			return id, nil
+		}
+	}
+	return nil, nil
+}
+
+// clientKey returns the key the client sent, or "" if none. A non-Bearer
+// Authorization header (say, Basic for an outer proxy) does not hide a key
+// sent in x-api-key.
+func clientKey(hdr http.Header) string {
+	const bearer = "bearer "
+	if v := hdr.Get("Authorization"); len(v) > len(bearer) && strings.EqualFold(v[:len(bearer)], bearer) {
+		if key := strings.TrimSpace(v[len(bearer):]); key != "" {
+			return key
+		}
+	}
+	if key := strings.TrimSpace(hdr.Get("X-Api-Key")); key != "" {
+		return key
+	}
+	return strings.TrimSpace(hdr.Get("Api-Key"))
+}
+
+func unauthorized(w http.ResponseWriter, r *http.Request, code, msg string) {
+	// RFC 9110 requires a challenge with every 401.
+	w.Header().Set("WWW-Authenticate", "Bearer")
+	llm.Errorf(http.StatusUnauthorized, llm.TypeAuthentication, code, "%s", msg).Write(w, r)
+}
+
+// hasBody reports whether a request of this method carries a body that names
+// a model. Other methods (GET /v1/models) are scoped by the handlers that
+// serve them.
+func hasBody(method string) bool {
+	return method == http.MethodPost || method == http.MethodPut || method == http.MethodPatch
+}
+
+// ParseCaddyfile sets up the handler from Caddyfile tokens; see
+// Handler.UnmarshalCaddyfile for the syntax.
+func ParseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error) {
+	m := new(Handler)
+	if err := m.UnmarshalCaddyfile(h.Dispenser); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+// UnmarshalCaddyfile sets up the handler from Caddyfile tokens. Syntax:
+//
+//	llm_auth [<matcher>] {
+//	    max_body_size <size>
+//	    <authenticator> [<args...>] [{
+//	        ...
+//	    }]
+//	}
+//
+// Each <authenticator> names an llm.auth module (such as static) and is
+// followed by that module's own syntax; they are asked in the order written.
+// <size> takes units like 10MB or 8MiB.
+func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume directive name
+	if d.NextArg() {
+		return d.ArgErr()
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch name := d.Val(); name {
+		case "max_body_size":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			size, err := humanize.ParseBytes(s)
+			if err != nil {
+				return d.Errf("parsing max_body_size '%s': %v", s, err)
+			}
+			if size > math.MaxInt64 {
+				return d.Errf("max_body_size '%s' is too large", s)
+			}
+			h.MaxBodySize = int64(size)
+		default:
+			modID := "llm.auth." + name
+			if _, err := caddy.GetModule(modID); err != nil {
+				return d.Errf("unrecognized llm_auth subdirective '%s': no authenticator module %s is installed", name, modID)
+			}
+			unm, err := caddyfile.UnmarshalModule(d, modID)
+			if err != nil {
+				return err
+			}
+			a, ok := unm.(Authenticator)
+			if !ok {
+				return d.Errf("module %s is not an llm_auth authenticator; is %T", modID, unm)
+			}
+			h.AuthenticatorsRaw = append(h.AuthenticatorsRaw, caddyconfig.JSONModuleObject(a, "source", name, nil))
+		}
+	}
+	return nil
+}
+
+// Interface guards
+var (
+	_ caddy.Provisioner           = (*Handler)(nil)
+	_ caddy.Validator             = (*Handler)(nil)
+	_ caddyhttp.MiddlewareHandler = (*Handler)(nil)
+	_ caddyfile.Unmarshaler       = (*Handler)(nil)
+)
