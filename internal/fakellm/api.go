@@ -1,0 +1,561 @@
+package fakellm
+
+import (
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"hash/fnv"
+	"math"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// apiRequest is what the server reads of a request body, for every endpoint.
+type apiRequest struct {
+	Model         string `json:"model"`
+	Stream        bool   `json:"stream"`
+	StreamOptions *struct {
+		IncludeUsage bool `json:"include_usage"`
+	} `json:"stream_options"`
+	Messages []struct {
+		Content json.RawMessage `json:"content"`
+	} `json:"messages"`
+	Prompt              json.RawMessage `json:"prompt"`
+	Input               json.RawMessage `json:"input"`
+	MaxTokens           int             `json:"max_tokens"`
+	MaxCompletionTokens int             `json:"max_completion_tokens"`
+	Dimensions          *int            `json:"dimensions"`
+	EncodingFormat      string          `json:"encoding_format"`
+
+	// Filled by the endpoint's check.
+	promptTokens int
+	inputs       []input
+}
+
+func (req *apiRequest) includeUsage() bool {
+	return req.StreamOptions != nil && req.StreamOptions.IncludeUsage
+}
+
+// input is one of the texts (or token arrays) of a prompt or embedding input.
+type input struct {
+	key    string // what an embedding is derived from
+	tokens int
+}
+
+type endpoint struct {
+	method string
+	check  func(*apiRequest) *apiError
+	serve  func(s *Server, x *exchange, req *apiRequest, b Behavior, id string)
+}
+
+var (
+	chatEndpoint       = &endpoint{http.MethodPost, checkChat, serveChat}
+	completionEndpoint = &endpoint{http.MethodPost, checkCompletion, serveCompletion}
+	embeddingEndpoint  = &endpoint{http.MethodPost, checkEmbedding, serveEmbedding}
+	modelsEndpoint     = &endpoint{method: http.MethodGet, serve: serveModels}
+	modelEndpoint      = &endpoint{method: http.MethodGet, serve: serveModel}
+)
+
+// route finds the endpoint of a path, with or without the /v1 prefix, and
+// the model id of /models/{id}.
+func route(path string) (*endpoint, string) {
+	if p, ok := strings.CutPrefix(path, "/v1"); ok && strings.HasPrefix(p, "/") {
+		path = p
+	}
+	switch path {
+	case "/chat/completions":
+		return chatEndpoint, ""
+	case "/completions":
+		return completionEndpoint, ""
+	case "/embeddings":
+		return embeddingEndpoint, ""
+	case "/models":
+		return modelsEndpoint, ""
+	}
+	if id, ok := strings.CutPrefix(path, "/models/"); ok && id != "" {
+		return modelEndpoint, id
+	}
+	return nil, ""
+}
+
+func validate(ep *endpoint, req *apiRequest, readErr, parseErr error) *apiError {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(readErr, &tooLarge):
+		return &apiError{status: http.StatusRequestEntityTooLarge, Message: "Request body too large.", Type: "invalid_request_error"}
+	case readErr != nil:
+		return &apiError{status: http.StatusBadRequest, Message: "Could not read the request body: " + readErr.Error(), Type: "invalid_request_error"}
+	case parseErr != nil:
+		return &apiError{status: http.StatusBadRequest, Message: "We could not parse the JSON body of your request: " + parseErr.Error(), Type: "invalid_request_error"}
+	case req.Model == "":
+		return &apiError{status: http.StatusBadRequest, Message: "you must provide a model parameter", Type: "invalid_request_error"}
+	}
+	return ep.check(req)
+}
+
+func checkChat(req *apiRequest) *apiError {
+	if len(req.Messages) == 0 {
+		return invalidParam("messages", "[] is too short - 'messages'")
+	}
+	words := 0
+	for _, m := range req.Messages {
+		n, err := contentWords(m.Content)
+		if err != nil {
+			return invalidParam("messages", "Invalid message content: "+err.Error())
+		}
+		words += n
+	}
+	req.promptTokens = max(words, 1)
+	return nil
+}
+
+func checkCompletion(req *apiRequest) *apiError {
+	// OpenAI reads a missing prompt as <|endoftext|>: one token.
+	req.promptTokens = 1
+	if len(req.Prompt) == 0 || string(req.Prompt) == "null" {
+		return nil
+	}
+	in, err := parseInputs(req.Prompt)
+	if err != nil {
+		return invalidParam("prompt", "Invalid prompt: "+err.Error())
+	}
+	req.promptTokens = max(sumTokens(in), 1)
+	return nil
+}
+
+func checkEmbedding(req *apiRequest) *apiError {
+	in, err := parseInputs(req.Input)
+	if err != nil || len(in) == 0 {
+		return invalidParam("input", "'$.input' is invalid: expected a string, an array of strings, an array of tokens or an array of token arrays.")
+	}
+	if d := req.Dimensions; d != nil && (*d < 1 || *d > 1<<16) {
+		return invalidParam("dimensions", "Invalid 'dimensions': must be between 1 and 65536.")
+	}
+	switch req.EncodingFormat {
+	case "", "float", "base64":
+	default:
+		return invalidParam("encoding_format", "Invalid 'encoding_format': expected 'float' or 'base64'.")
+	}
+	req.inputs = in
+	req.promptTokens = max(sumTokens(in), 1)
+	return nil
+}
+
+// contentWords counts the words of a chat message's content: a string, or
+// an array of parts of which only the text ones count.
+func contentWords(raw json.RawMessage) (int, error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return 0, nil
+	}
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return len(strings.Fields(s)), nil
+	}
+	var parts []struct {
+		Text string `json:"text"`
+	}
+	if err := json.Unmarshal(raw, &parts); err != nil {
+		return 0, errors.New("expected a string or an array of content parts")
+	}
+	n := 0
+	for _, p := range parts {
+		n += len(strings.Fields(p.Text))
+	}
+	return n, nil
+}
+
+// parseInputs reads a legacy prompt or an embedding input: a string, an
+// array of strings, an array of tokens or an array of token arrays.
+func parseInputs(raw json.RawMessage) ([]input, error) {
+	var s string
+	if json.Unmarshal(raw, &s) == nil {
+		return []input{textInput(s)}, nil
+	}
+	var ss []string
+	if json.Unmarshal(raw, &ss) == nil {
+		in := make([]input, len(ss))
+		for i, s := range ss {
+			in[i] = textInput(s)
+		}
+		return in, nil
+	}
+	var tokens []int
+	if json.Unmarshal(raw, &tokens) == nil {
+		return []input{tokenInput(tokens)}, nil
+	}
+	var arrays [][]int
+	if err := json.Unmarshal(raw, &arrays); err != nil {
+		return nil, errors.New("expected a string, an array of strings, an array of tokens or an array of token arrays")
+	}
+	in := make([]input, len(arrays))
+	for i, a := range arrays {
+		in[i] = tokenInput(a)
+	}
+	return in, nil
+}
+
+func textInput(s string) input {
+	return input{key: s, tokens: len(strings.Fields(s))}
+}
+
+func tokenInput(tokens []int) input {
+	b, _ := json.Marshal(tokens)
+	return input{key: string(b), tokens: len(tokens)}
+}
+
+func sumTokens(in []input) int {
+	n := 0
+	for _, i := range in {
+		n += i.tokens
+	}
+	return n
+}
+
+// completion is the shape shared by chat completions, legacy completions
+// and their stream chunks.
+type completion struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	Model   string `json:"model"`
+	Choices any    `json:"choices"`
+	// Usage is left out, null, or the usage object, as OpenAI does in each
+	// case.
+	Usage json.RawMessage `json:"usage,omitempty"`
+}
+
+type usage struct {
+	PromptTokens     int `json:"prompt_tokens"`
+	CompletionTokens int `json:"completion_tokens"`
+	TotalTokens      int `json:"total_tokens"`
+}
+
+type chatChoice struct {
+	Index        int         `json:"index"`
+	Message      chatMessage `json:"message"`
+	Logprobs     any         `json:"logprobs"`
+	FinishReason string      `json:"finish_reason"`
+}
+
+type chatMessage struct {
+	Role    string `json:"role"`
+	Content string `json:"content"`
+	Refusal any    `json:"refusal"`
+}
+
+type chatChunkChoice struct {
+	Index        int       `json:"index"`
+	Delta        chatDelta `json:"delta"`
+	Logprobs     any       `json:"logprobs"`
+	FinishReason *string   `json:"finish_reason"`
+}
+
+type chatDelta struct {
+	Role    string  `json:"role,omitempty"`
+	Content *string `json:"content,omitempty"`
+}
+
+type textChoice struct {
+	Text         string  `json:"text"`
+	Index        int     `json:"index"`
+	Logprobs     any     `json:"logprobs"`
+	FinishReason *string `json:"finish_reason"`
+}
+
+var nullJSON = json.RawMessage("null")
+
+// piece is the text of content chunk i; the pieces joined make the reply.
+func piece(i int) string {
+	if i == 0 {
+		return "chunk0"
+	}
+	return " chunk" + strconv.Itoa(i)
+}
+
+// replyLength is the number of chunks of a reply and why it ends.
+func replyLength(req *apiRequest, b Behavior) (int, string) {
+	limit := req.MaxCompletionTokens
+	if limit <= 0 {
+		limit = req.MaxTokens
+	}
+	if limit > 0 && limit < b.Chunks {
+		return limit, "length"
+	}
+	return b.Chunks, "stop"
+}
+
+func usageJSON(req *apiRequest, completionTokens int) json.RawMessage {
+	u, _ := json.Marshal(usage{
+		PromptTokens:     req.promptTokens,
+		CompletionTokens: completionTokens,
+		TotalTokens:      req.promptTokens + completionTokens,
+	})
+	return u
+}
+
+func newID(prefix string) string {
+	return prefix + rand.Text()
+}
+
+func serveChat(_ *Server, x *exchange, req *apiRequest, b Behavior, _ string) {
+	if req.Stream {
+		x.stream(req, b, true)
+		return
+	}
+	n, finish := replyLength(req, b)
+	if !x.sleep(time.Duration(n) * b.ChunkDelay) {
+		return
+	}
+	if b.DropAfter > 0 {
+		x.abort()
+	}
+	var text strings.Builder
+	for i := range n {
+		text.WriteString(piece(i))
+	}
+	c := completion{
+		ID:      newID("chatcmpl-"),
+		Object:  "chat.completion",
+		Created: time.Now().Unix(),
+		Model:   req.Model,
+		Choices: []chatChoice{{Message: chatMessage{Role: "assistant", Content: text.String()}, FinishReason: finish}},
+	}
+	if !b.NoUsage {
+		c.Usage = usageJSON(req, n)
+	}
+	x.reply(c)
+}
+
+func serveCompletion(_ *Server, x *exchange, req *apiRequest, b Behavior, _ string) {
+	if req.Stream {
+		x.stream(req, b, false)
+		return
+	}
+	n, finish := replyLength(req, b)
+	if !x.sleep(time.Duration(n) * b.ChunkDelay) {
+		return
+	}
+	if b.DropAfter > 0 {
+		x.abort()
+	}
+	var text strings.Builder
+	for i := range n {
+		text.WriteString(piece(i))
+	}
+	c := completion{
+		ID:      newID("cmpl-"),
+		Object:  "text_completion",
+		Created: time.Now().Unix(),
+		Model:   req.Model,
+		Choices: []textChoice{{Text: text.String(), FinishReason: &finish}},
+	}
+	if !b.NoUsage {
+		c.Usage = usageJSON(req, n)
+	}
+	x.reply(c)
+}
+
+// stream sends a completion as OpenAI streams one: for chat a first chunk
+// with the role, one chunk per piece of content, a chunk with the finish
+// reason, the usage chunk if the request asked for it, and [DONE].
+func (x *exchange) stream(req *apiRequest, b Behavior, chat bool) {
+	n, finish := replyLength(req, b)
+	head := completion{ID: newID("cmpl-"), Object: "text_completion", Created: time.Now().Unix(), Model: req.Model}
+	if chat {
+		head.ID, head.Object = newID("chatcmpl-"), "chat.completion.chunk"
+	}
+	withUsage := req.includeUsage() && !b.NoUsage
+	if withUsage {
+		head.Usage = nullJSON
+	}
+	choice := func(text *string, reason *string) any {
+		if chat {
+			return []chatChunkChoice{{Delta: chatDelta{Content: text}, FinishReason: reason}}
+		}
+		c := textChoice{FinishReason: reason}
+		if text != nil {
+			c.Text = *text
+		}
+		return []textChoice{c}
+	}
+
+	h := x.w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-cache")
+	x.w.WriteHeader(http.StatusOK)
+	if chat {
+		c := head
+		empty := ""
+		c.Choices = []chatChunkChoice{{Delta: chatDelta{Role: "assistant", Content: &empty}}}
+		if !x.event(c) {
+			return
+		}
+	} else if !x.flush() {
+		// Legacy streams have no role chunk; the headers still go out at
+		// once, as they do from OpenAI.
+		return
+	}
+	for i := range n {
+		if !x.sleep(b.ChunkDelay) {
+			return
+		}
+		c := head
+		text := piece(i)
+		c.Choices = choice(&text, nil)
+		if !x.event(c) {
+			return
+		}
+		if i+1 == b.DropAfter {
+			x.abort()
+		}
+	}
+	c := head
+	c.Choices = choice(nil, &finish)
+	if !x.event(c) {
+		return
+	}
+	if withUsage {
+		c := head
+		c.Choices = []any{}
+		c.Usage = usageJSON(req, n)
+		if !x.event(c) {
+			return
+		}
+	}
+	x.write([]byte("data: [DONE]\n\n"))
+}
+
+type embeddingList struct {
+	Object string          `json:"object"`
+	Data   []embedding     `json:"data"`
+	Model  string          `json:"model"`
+	Usage  *embeddingUsage `json:"usage,omitempty"`
+}
+
+type embedding struct {
+	Object    string `json:"object"`
+	Index     int    `json:"index"`
+	Embedding any    `json:"embedding"`
+}
+
+type embeddingUsage struct {
+	PromptTokens int `json:"prompt_tokens"`
+	TotalTokens  int `json:"total_tokens"`
+}
+
+func serveEmbedding(_ *Server, x *exchange, req *apiRequest, b Behavior, _ string) {
+	if b.DropAfter > 0 {
+		x.abort()
+	}
+	dims := DefaultDimensions
+	if req.Dimensions != nil {
+		dims = *req.Dimensions
+	}
+	list := embeddingList{Object: "list", Model: req.Model, Data: make([]embedding, len(req.inputs))}
+	for i, in := range req.inputs {
+		v := vector(req.Model, in.key, dims)
+		e := embedding{Object: "embedding", Index: i}
+		if req.EncodingFormat == "base64" {
+			raw := make([]byte, 0, 4*len(v))
+			for _, f := range v {
+				raw = binary.LittleEndian.AppendUint32(raw, math.Float32bits(f))
+			}
+			e.Embedding = base64.StdEncoding.EncodeToString(raw)
+		} else {
+			// Widened from float32 so that both encodings decode to the
+			// same numbers.
+			fs := make([]float64, len(v))
+			for j, f := range v {
+				fs[j] = float64(f)
+			}
+			e.Embedding = fs
+		}
+		list.Data[i] = e
+	}
+	if !b.NoUsage {
+		list.Usage = &embeddingUsage{PromptTokens: req.promptTokens, TotalTokens: req.promptTokens}
+	}
+	x.reply(list)
+}
+
+// vector is a unit vector that depends only on its arguments. Its first
+// values are the same whatever dims, so a shorter one is a truncated longer
+// one renormalised, as OpenAI's dimensions parameter makes them.
+func vector(model, key string, dims int) []float32 {
+	h := fnv.New64a()
+	h.Write([]byte(model))
+	h.Write([]byte{0})
+	h.Write([]byte(key))
+	state := h.Sum64()
+	v := make([]float64, dims)
+	var norm float64
+	for i := range v {
+		// splitmix64: cheap, well mixed, and the same on every platform.
+		state += 0x9e3779b97f4a7c15
+		z := state
+		z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+		z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+		z ^= z >> 31
+		v[i] = float64(z>>11)/(1<<53)*2 - 1
+		norm += v[i] * v[i]
+	}
+	norm = math.Sqrt(norm)
+	out := make([]float32, dims)
+	for i, f := range v {
+		if norm > 0 {
+			f /= norm
+		}
+		out[i] = float32(f)
+	}
+	return out
+}
+
+type model struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Created int64  `json:"created"`
+	OwnedBy string `json:"owned_by"`
+}
+
+// modelsCreated is a fixed creation time, so that listings are
+// deterministic.
+const modelsCreated = 1700000000
+
+func (s *Server) models() []string {
+	if len(s.Models) == 0 {
+		return []string{"gpt-4o-mini", "gpt-4o", "text-embedding-3-small"}
+	}
+	return s.Models
+}
+
+func serveModels(s *Server, x *exchange, _ *apiRequest, b Behavior, _ string) {
+	if b.DropAfter > 0 {
+		x.abort()
+	}
+	ids := s.models()
+	data := make([]model, len(ids))
+	for i, id := range ids {
+		data[i] = model{ID: id, Object: "model", Created: modelsCreated, OwnedBy: "fakellm"}
+	}
+	x.reply(struct {
+		Object string  `json:"object"`
+		Data   []model `json:"data"`
+	}{"list", data})
+}
+
+func serveModel(s *Server, x *exchange, _ *apiRequest, b Behavior, id string) {
+	if b.DropAfter > 0 {
+		x.abort()
+	}
+	for _, m := range s.models() {
+		if m == id {
+			x.reply(model{ID: id, Object: "model", Created: modelsCreated, OwnedBy: "fakellm"})
+			return
+		}
+	}
+	x.fail(modelNotFound(id))
+}
