@@ -1,0 +1,248 @@
+package route_test
+
+import (
+	"context"
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
+
+	"github.com/llmoneapi/llmoneapi/internal/fakellm"
+	"github.com/llmoneapi/llmoneapi/llm"
+	"github.com/llmoneapi/llmoneapi/route"
+	_ "github.com/llmoneapi/llmoneapi/route/providers"
+)
+
+func parse(src string) (*route.Handler, error) {
+	var h route.Handler
+	err := h.UnmarshalCaddyfile(caddyfile.NewTestDispenser(src))
+	return &h, err
+}
+
+func TestCaddyfile(t *testing.T) {
+	h, err := parse(`llm_route {
+		max_body_size 1MiB
+		model gpt-4o-mini {
+			upstream openai https://api.openai.com/v1 {env.OPENAI_API_KEY} {
+				model gpt-4o-mini-2024-07-18
+				header X-Team ml
+				header X-Team ops
+				timeout 30s
+			}
+			upstream openai http://127.0.0.1:8000/v1
+		}
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(caddyconfig.JSON(h, nil))
+	want := `{"catalogs":[{"models":[{"name":"gpt-4o-mini","upstreams":[` +
+		`{"api_key":"{env.OPENAI_API_KEY}","headers":{"X-Team":["ml","ops"]},"model":"gpt-4o-mini-2024-07-18","provider":{"name":"openai"},"timeout":30000000000,"url":"https://api.openai.com/v1"},` +
+		`{"provider":{"name":"openai"},"url":"http://127.0.0.1:8000/v1"}]}],"source":"config"}],"max_body_size":1048576}`
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
+
+func TestCaddyfileErrors(t *testing.T) {
+	tests := []struct{ src, want string }{
+		{`llm_route {
+			model m {
+				upstream nosuch http://x
+			}
+		}`, "unknown provider 'nosuch'; known providers: openai, at Testfile:3"},
+		{`llm_route {
+			model m {
+				upstream openai
+			}
+		}`, "usage: upstream <provider> <base_url> [<api_key>], at Testfile:3"},
+		{`llm_route {
+			model m {
+			}
+		}`, "model 'm' has no upstream"},
+		{`llm_route {
+			model
+		}`, "model: a model name is required"},
+		{`llm_route {
+			model m {
+				upstream openai http://x {
+					timeout soon
+				}
+			}
+		}`, "timeout: 'soon' is not a positive duration"},
+		{`llm_route {
+			model m {
+				upstream openai http://x {
+					weight 3
+				}
+			}
+		}`, "unknown subdirective 'weight' in upstream"},
+		{`llm_route {
+			max_body_size lots
+		}`, "max_body_size: 'lots' is not a size"},
+		{`llm_route {
+			modle m
+		}`, "unknown subdirective 'modle' of llm_route"},
+		{`llm_route extra`, "wrong argument count"},
+	}
+	for _, tt := range tests {
+		_, err := parse(tt.src)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s\ngot error %v, want %q", tt.src, err, tt.want)
+		}
+	}
+}
+
+// load provisions a handler from its JSON, as Caddy does at config load.
+func load(t *testing.T, config string) (*route.Handler, error) {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	mod, err := ctx.LoadModuleByID("http.handlers.llm_route", json.RawMessage(config))
+	if err != nil {
+		return nil, err
+	}
+	return mod.(*route.Handler), nil
+}
+
+func TestProvisionErrors(t *testing.T) {
+	up := `{"provider":{"name":"openai"},"url":"http://127.0.0.1:1/v1"}`
+	tests := []struct{ config, want string }{
+		{`{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[` + up + `]},{"name":"m","upstreams":[` + up + `]}]}]}`,
+			"model 'm' is defined twice"},
+		{`{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[{"provider":{"name":"openai"}}]}]}]}`,
+			"model 'm', upstream 1: no url"},
+		{`{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[{"provider":{"name":"openai"},"url":"api.openai.com"}]}]}]}`,
+			"url 'api.openai.com' is not an http:// or https:// URL"},
+		{`{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[{"provider":{"name":"openai"},"url":"https://u:p@x/v1"}]}]}]}`,
+			"must not carry credentials"},
+		{`{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[{"url":"http://x"}]}]}]}`,
+			"model 'm', upstream 1: no provider"},
+		{`{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[{"provider":{"name":"nosuch"},"url":"http://x"}]}]}]}`,
+			"unknown module: llm.route.providers.nosuch"},
+		{`{"catalogs":[{"source":"config","models":[{"name":"","upstreams":[` + up + `]}]}]}`,
+			"model without a name"},
+		{`{"catalogs":[{"source":"config","models":[{"name":"m"}]}]}`,
+			"model 'm' has no upstream"},
+		{`{}`, "llm_route serves no model"},
+		{`{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[` + up + `]}]}],"max_body_size":-1}`,
+			"max_body_size must not be negative"},
+	}
+	for _, tt := range tests {
+		_, err := load(t, tt.config)
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%s\ngot error %v, want %q", tt.config, err, tt.want)
+		}
+	}
+}
+
+// serve sends one request through a handler provisioned from config, with
+// {UPSTREAM} replaced by a fake provider's URL.
+func serve(t *testing.T, config, method, path, body string) (*httptest.ResponseRecorder, *llm.Call, *fakellm.Server) {
+	t.Helper()
+	fake := &fakellm.Server{}
+	up := httptest.NewServer(fake)
+	t.Cleanup(up.Close)
+	h, err := load(t, strings.ReplaceAll(config, "{UPSTREAM}", up.URL+"/v1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := httptest.NewRecorder()
+	r := httptest.NewRequest(method, path, strings.NewReader(body))
+	r = caddyhttp.PrepareRequest(r, caddy.NewReplacer(), w, &caddyhttp.Server{})
+	if err := h.ServeHTTP(w, r, nil); err != nil {
+		t.Fatal(err)
+	}
+	return w, llm.CallFrom(r), fake
+}
+
+const oneModel = `{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[{"provider":{"name":"openai"},"url":"{UPSTREAM}","model":"m-up"}]}]}]}`
+
+func TestServe(t *testing.T) {
+	w, call, fake := serve(t, oneModel, http.MethodPost, "/v1/chat/completions",
+		`{"model":"m","messages":[{"role":"user","content":"a b c"}]}`)
+	if w.Code != 200 || !strings.Contains(w.Body.String(), `"chunk0 chunk1`) {
+		t.Fatalf("%d %s", w.Code, w.Body)
+	}
+	want := llm.Usage{PromptTokens: 3, CompletionTokens: 5, TotalTokens: 8}
+	if call.Usage != want || call.UsageSource != llm.UsageUpstream || call.UpstreamModel != "m-up" ||
+		call.Provider != "openai" || call.Endpoint != llm.EndpointChat || call.Status != 200 || call.TTFT <= 0 {
+		t.Fatalf("call %+v", call)
+	}
+	if up, _ := fake.LastRequest(); up.Model != "m-up" {
+		t.Fatalf("upstream got model %q", up.Model)
+	}
+}
+
+func TestServeRoutes(t *testing.T) {
+	tests := []struct {
+		method, path, body string
+		status             int
+		code               string
+	}{
+		{http.MethodGet, "/v1/chat/completions", "", 405, "method_not_allowed"},
+		{http.MethodPost, "/v1/models", "", 405, "method_not_allowed"},
+		{http.MethodPost, "/v1/images/generations", `{"model":"m"}`, 404, "unknown_endpoint"},
+		{http.MethodPost, "/v1/embeddings", `{"input":"x"}`, 400, "missing_model"},
+		{http.MethodPost, "/v1/embeddings", `{"model":"x","input":"x"}`, 404, "model_not_found"},
+		{http.MethodGet, "/v1/models/nope", "", 404, "model_not_found"},
+		{http.MethodGet, "/openai/v1/models/m", "", 200, ""},
+		{http.MethodPost, "/prefix/v1/completions", `{"model":"m","prompt":"x"}`, 200, ""},
+	}
+	for _, tt := range tests {
+		w, _, _ := serve(t, oneModel, tt.method, tt.path, tt.body)
+		var body struct{ Error struct{ Code string } }
+		_ = json.Unmarshal(w.Body.Bytes(), &body)
+		if w.Code != tt.status || body.Error.Code != tt.code {
+			t.Errorf("%s %s: %d %s", tt.method, tt.path, w.Code, w.Body)
+		}
+		if tt.status == 405 && w.Header().Get("Allow") == "" {
+			t.Errorf("%s %s: 405 without Allow", tt.method, tt.path)
+		}
+	}
+}
+
+func TestRoundRobin(t *testing.T) {
+	fakes := []*fakellm.Server{{}, {}}
+	var ups []string
+	for _, f := range fakes {
+		s := httptest.NewServer(f)
+		t.Cleanup(s.Close)
+		ups = append(ups, `{"provider":{"name":"openai"},"url":"`+s.URL+`"}`)
+	}
+	h, err := load(t, `{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[`+strings.Join(ups, ",")+`]}]}]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 4 {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodPost, "/v1/embeddings", strings.NewReader(`{"model":"m","input":"x"}`))
+		r = caddyhttp.PrepareRequest(r, caddy.NewReplacer(), w, &caddyhttp.Server{})
+		if err := h.ServeHTTP(w, r, nil); err != nil || w.Code != 200 {
+			t.Fatalf("%v %d %s", err, w.Code, w.Body)
+		}
+	}
+	if fakes[0].Count() != 2 || fakes[1].Count() != 2 {
+		t.Fatalf("upstreams got %d and %d requests", fakes[0].Count(), fakes[1].Count())
+	}
+}
+
+// FuzzUnmarshalCaddyfile checks that no input makes the parser panic.
+func FuzzUnmarshalCaddyfile(f *testing.F) {
+	f.Add("llm_route {\n model m {\n upstream openai http://x k {\n model y\n header A b\n timeout 1s\n }\n }\n}")
+	f.Add("llm_route {\n max_body_size 1MB\n}")
+	f.Fuzz(func(t *testing.T, src string) {
+		tokens, err := caddyfile.Tokenize([]byte(src), "Fuzzfile")
+		if err != nil {
+			return
+		}
+		var h route.Handler
+		_ = h.UnmarshalCaddyfile(caddyfile.NewDispenser(tokens))
+	})
+}
