@@ -1,6 +1,7 @@
 package llm
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 )
@@ -9,7 +10,10 @@ import (
 // their values, calling visit with each key and the span of its value. It
 // checks the structure (quotes, brackets, commas, colons) but not the inside of
 // scalars: the upstream gets the body and judges the rest.
-func ScanObject(body []byte, visit func(key string, value Span) error) error {
+//
+// The key passed to visit is only valid during the call: it is a slice of
+// body when the key has no escapes, so that scanning allocates nothing.
+func ScanObject(body []byte, visit func(key []byte, value Span) error) error {
 	i := skipSpace(body, 0)
 	if i >= len(body) || body[i] != '{' {
 		return errors.New("expected '{'")
@@ -26,9 +30,13 @@ func ScanObject(body []byte, visit func(key string, value Span) error) error {
 		if err != nil {
 			return err
 		}
-		key, err := unquote(body[i:end])
-		if err != nil {
-			return fmt.Errorf("bad key at offset %d", i)
+		key := body[i+1 : end-1]
+		if bytes.IndexByte(key, '\\') >= 0 {
+			unescaped, err := unquote(body[i:end])
+			if err != nil {
+				return fmt.Errorf("bad key at offset %d", i)
+			}
+			key = []byte(unescaped)
 		}
 		i = skipSpace(body, end)
 		if i >= len(body) || body[i] != ':' {

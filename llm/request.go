@@ -111,9 +111,9 @@ func tooLarge(limit int64) *Error {
 // ParseRequest parses the top-level fields of a JSON request body.
 func ParseRequest(body []byte) (*Request, *Error) {
 	req := &Request{Body: body}
-	err := ScanObject(body, func(key string, v Span) error {
+	err := ScanObject(body, func(key []byte, v Span) error {
 		val := body[v.Start:v.End]
-		switch key {
+		switch string(key) {
 		case "model":
 			if val[0] != '"' {
 				return &fieldError{"model", "must be a string"}

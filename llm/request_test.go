@@ -207,9 +207,9 @@ func FuzzParseRequest(f *testing.F) {
 func hasDuplicateKeys(body []byte) bool {
 	seen := map[string]bool{}
 	dup := false
-	_ = ScanObject(body, func(key string, _ Span) error {
-		dup = dup || seen[key]
-		seen[key] = true
+	_ = ScanObject(body, func(key []byte, _ Span) error {
+		dup = dup || seen[string(key)]
+		seen[string(key)] = true
 		return nil
 	})
 	return dup

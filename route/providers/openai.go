@@ -124,9 +124,9 @@ func (OpenAI) Response(x *route.Exchange, body []byte) ([]byte, *llm.Usage, erro
 // openaiUsage reads the top-level usage of a response or chunk, and tells
 // whether the chunk has an empty choices list (the usage-only chunk).
 func openaiUsage(body []byte) (usage *llm.Usage, noChoices bool, err error) {
-	err = llm.ScanObject(body, func(key string, v llm.Span) error {
+	err = llm.ScanObject(body, func(key []byte, v llm.Span) error {
 		val := body[v.Start:v.End]
-		switch key {
+		switch string(key) {
 		case "usage":
 			if val[0] != '{' {
 				return nil
@@ -174,8 +174,9 @@ func (s *openaiStream) Next() (route.StreamEvent, error) {
 		s.done = true
 		return route.StreamEvent{Data: ev.Raw}, nil
 	}
-	// Only chunks that mention usage are parsed; the rest pass untouched.
-	if !bytes.Contains(ev.Data, []byte(`"usage"`)) {
+	// Only chunks with a usage object are parsed; the rest, "usage":null
+	// included, pass untouched.
+	if !hasUsage(ev.Data) {
 		return route.StreamEvent{Data: ev.Raw}, nil
 	}
 	usage, noChoices, err := openaiUsage(ev.Data)
@@ -186,6 +187,25 @@ func (s *openaiStream) Next() (route.StreamEvent, error) {
 		return route.StreamEvent{Usage: usage}, nil
 	}
 	return route.StreamEvent{Data: ev.Raw, Usage: usage}, nil
+}
+
+var usageKey = []byte(`"usage"`)
+
+// hasUsage tells cheaply whether a chunk may carry a usage object: some
+// "usage" is followed by a colon and an opening brace.
+func hasUsage(data []byte) bool {
+	for {
+		i := bytes.Index(data, usageKey)
+		if i < 0 {
+			return false
+		}
+		data = bytes.TrimLeft(data[i+len(usageKey):], " \t\r\n")
+		if len(data) > 0 && data[0] == ':' {
+			if rest := bytes.TrimLeft(data[1:], " \t\r\n"); len(rest) > 0 && rest[0] == '{' {
+				return true
+			}
+		}
+	}
 }
 
 // Error reads an OpenAI-style error body. Servers that copy the API differ
