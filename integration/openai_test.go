@@ -4,8 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -426,7 +429,14 @@ func TestClientDisconnect(t *testing.T) {
 }
 
 func TestPlaceholders(t *testing.T) {
+	accessLog := filepath.Join(t.TempDir(), "access.log")
 	g := start(t, nil, `:{PORT} {
+	log {
+		output file `+accessLog+`
+		format json
+	}
+	log_append llm_tokens {llm.usage.total_tokens}
+	log_append llm_key {llm.key_id}
 	header {
 		defer
 		X-LLM-User {llm.user}
@@ -456,6 +466,36 @@ func TestPlaceholders(t *testing.T) {
 	for name, want := range map[string]string{"X-LLM-User": "alice", "X-LLM-Model": "m", "X-LLM-Provider": "openai", "X-LLM-Tokens": "7"} {
 		if got := resp.Header.Get(name); got != want {
 			t.Errorf("%s = %q, want %q", name, got, want)
+		}
+	}
+
+	// log_append runs after the response, so a stream's usage reaches the access log too.
+	stream := client(g, "sk-a").Chat.Completions.NewStreaming(context.Background(), chat("m", "one two"))
+	for stream.Next() {
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var lines []map[string]any
+	for deadline := time.Now().Add(2 * time.Second); len(lines) < 2 && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		raw, _ := os.ReadFile(accessLog)
+		lines = lines[:0]
+		for _, l := range strings.Split(strings.TrimSpace(string(raw)), "\n") {
+			var m map[string]any
+			if json.Unmarshal([]byte(l), &m) == nil {
+				lines = append(lines, m)
+			}
+		}
+	}
+	if len(lines) < 2 {
+		t.Fatalf("access log has %d lines", len(lines))
+	}
+	for _, line := range lines {
+		if fmt.Sprint(line["llm_tokens"]) != "7" || line["llm_key"] == "" || line["user"] != "alice" {
+			t.Errorf("access log line %v", line)
+		}
+		if strings.Contains(fmt.Sprint(line), "sk-a") {
+			t.Errorf("access log carries the client key: %v", line)
 		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -167,7 +168,7 @@ func (h *Handler) relayBody(w http.ResponseWriter, r *http.Request, call *llm.Ca
 	call.TTFT = time.Since(call.Start)
 	hdr := w.Header()
 	hdr.Set("Content-Type", "application/json")
-	hdr.Set("Content-Length", fmt.Sprint(len(out)))
+	hdr.Set("Content-Length", strconv.Itoa(len(out)))
 	w.WriteHeader(status)
 	_, _ = w.Write(out)
 }

@@ -101,11 +101,12 @@ func (h *Handler) Validate() error {
 	return fmt.Errorf("llm_route serves no model: add a model block")
 }
 
-// Cleanup releases the shared transport.
+// Cleanup releases the shared transport. The field stays set: requests of
+// this config still in flight (a long stream across a reload) go on using
+// the transport, which lives on while the new config holds it.
 func (h *Handler) Cleanup() error {
 	if h.transport != nil {
 		releaseTransport()
-		h.transport = nil
 	}
 	return nil
 }
