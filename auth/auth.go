@@ -8,19 +8,17 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"net/http"
 	"strings"
 
-	"github.com/dustin/go-humanize"
 	"go.uber.org/zap"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/llmoneapi/llmoneapi/internal/directive"
 	"github.com/llmoneapi/llmoneapi/llm"
 )
 
@@ -237,32 +235,20 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch name := d.Val(); name {
 		case "max_body_size":
-			var s string
-			if !d.AllArgs(&s) {
-				return d.ArgErr()
-			}
-			size, err := humanize.ParseBytes(s)
-			if err != nil {
-				return d.Errf("parsing max_body_size '%s': %v", s, err)
-			}
-			if size > math.MaxInt64 {
-				return d.Errf("max_body_size '%s' is too large", s)
-			}
-			h.MaxBodySize = int64(size)
-		default:
-			modID := "llm.auth." + name
-			if _, err := caddy.GetModule(modID); err != nil {
-				return d.Errf("unrecognized llm_auth subdirective '%s': no authenticator module %s is installed", name, modID)
-			}
-			unm, err := caddyfile.UnmarshalModule(d, modID)
+			size, err := directive.Size(d)
 			if err != nil {
 				return err
 			}
-			a, ok := unm.(Authenticator)
-			if !ok {
-				return d.Errf("module %s is not an llm_auth authenticator; is %T", modID, unm)
+			h.MaxBodySize = size
+		default:
+			mod, raw, err := directive.Guest(d, "llm_auth", "llm.auth", "source", "authenticator")
+			if err != nil {
+				return err
 			}
-			h.AuthenticatorsRaw = append(h.AuthenticatorsRaw, caddyconfig.JSONModuleObject(a, "source", name, nil))
+			if _, ok := mod.(Authenticator); !ok {
+				return d.Errf("module %T is not an authenticator", mod)
+			}
+			h.AuthenticatorsRaw = append(h.AuthenticatorsRaw, raw)
 		}
 	}
 	return nil

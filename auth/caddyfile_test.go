@@ -123,11 +123,11 @@ func TestCaddyfileLoads(t *testing.T) {
 func TestCaddyfileErrors(t *testing.T) {
 	for _, tc := range []struct{ src, want string }{
 		{"llm_auth extra", "wrong argument count"},
-		{"llm_auth {\nnope\n}", "unrecognized llm_auth subdirective 'nope': no authenticator module llm.auth.nope is installed, at Testfile:2"},
+		{"llm_auth {\nnope\n}", "unknown llm_auth subdirective 'nope': it is not an option, and no authenticator module llm.auth.nope is installed, at Testfile:2"},
 		{"llm_auth {\nmax_body_size\n}", "wrong argument count"},
 		{"llm_auth {\nmax_body_size 1 2\n}", "wrong argument count"},
-		{"llm_auth {\nmax_body_size lots\n}", "parsing max_body_size 'lots'"},
-		{"llm_auth {\nmax_body_size 100EB\n}", "too large"},
+		{"llm_auth {\nmax_body_size lots\n}", "max_body_size: 'lots' is not a size such as 10MB"},
+		{"llm_auth {\nmax_body_size 100EB\n}", "max_body_size: '100EB' is not a size"},
 		{"llm_auth {\nstatic extra\n}", "wrong argument count"},
 		{"llm_auth {\nstatic {\nuser bob\n}\n}", "unrecognized static subdirective 'user', at Testfile:3"},
 		{"llm_auth {\nstatic {\nkey\n}\n}", "'key' needs the key"},

@@ -2,7 +2,6 @@ package route
 
 import (
 	"encoding/json"
-	"math"
 	"net/http"
 	"sort"
 	"strings"
@@ -12,7 +11,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
-	"github.com/dustin/go-humanize"
+
+	"github.com/llmoneapi/llmoneapi/internal/directive"
 )
 
 // ParseCaddyfile parses the llm_route directive.
@@ -48,17 +48,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	for d.NextBlock(0) {
 		switch d.Val() {
 		case "max_body_size":
-			if !d.NextArg() {
-				return d.ArgErr()
+			size, err := directive.Size(d)
+			if err != nil {
+				return err
 			}
-			size, err := humanize.ParseBytes(d.Val())
-			if err != nil || size == 0 || size > math.MaxInt64 {
-				return d.Errf("max_body_size: '%s' is not a size such as 10MB", d.Val())
-			}
-			h.MaxBodySize = int64(size)
-			if d.NextArg() {
-				return d.ArgErr()
-			}
+			h.MaxBodySize = size
 		case "model":
 			m, err := parseModel(d)
 			if err != nil {
@@ -66,15 +60,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			cfg.Models = append(cfg.Models, m)
 		default:
-			name := d.Val()
-			if _, err := caddy.GetModule("llm.route." + name); err != nil {
-				return d.Errf("unknown subdirective '%s' of llm_route (neither an option nor a model catalog module)", name)
-			}
-			mod, err := caddyfile.UnmarshalModule(d, "llm.route."+name)
+			mod, raw, err := directive.Guest(d, "llm_route", "llm.route", "source", "model catalog")
 			if err != nil {
 				return err
 			}
-			others = append(others, caddyconfig.JSONModuleObject(mod, "source", name, nil))
+			if _, ok := mod.(Catalog); !ok {
+				return d.Errf("module %T is not a model catalog", mod)
+			}
+			others = append(others, raw)
 		}
 	}
 	if len(cfg.Models) > 0 {

@@ -88,7 +88,7 @@ func TestCaddyfileErrors(t *testing.T) {
 		}`, "max_body_size: 'lots' is not a size"},
 		{`llm_route {
 			modle m
-		}`, "unknown subdirective 'modle' of llm_route"},
+		}`, "unknown llm_route subdirective 'modle': it is not an option, and no model catalog module llm.route.modle is installed"},
 		{`llm_route extra`, "wrong argument count"},
 	}
 	for _, tt := range tests {

@@ -51,7 +51,7 @@ func TestUnmarshalCaddyfileErrors(t *testing.T) {
 	for _, tt := range []struct {
 		input, want string
 	}{
-		{"llm_stats {\n\tnope\n}", "unknown stats recorder 'nope': no module llm.stats.nope is installed, at Testfile:2"},
+		{"llm_stats {\n\tnope\n}", "unknown llm_stats subdirective 'nope': it is not an option, and no recorder module llm.stats.nope is installed, at Testfile:2"},
 		{"llm_stats {\n\tqueue_size abc\n}", "bad queue_size 'abc'"},
 		{"llm_stats {\n\tqueue_size 0\n}", "bad queue_size '0'"},
 		{"llm_stats {\n\tqueue_size -5\n}", "bad queue_size '-5'"},

@@ -15,7 +15,6 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -23,6 +22,7 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
+	"github.com/llmoneapi/llmoneapi/internal/directive"
 	"github.com/llmoneapi/llmoneapi/llm"
 )
 
@@ -418,18 +418,14 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			continue
 		}
 
-		modID := "llm.stats." + name
-		if _, err := caddy.GetModule(modID); err != nil {
-			return d.Errf("unknown stats recorder '%s': no module %s is installed", name, modID)
-		}
-		unm, err := caddyfile.UnmarshalModule(d, modID)
+		mod, raw, err := directive.Guest(d, "llm_stats", "llm.stats", "recorder", "recorder")
 		if err != nil {
 			return err
 		}
-		if _, ok := unm.(Recorder); !ok {
-			return d.Errf("module %s is not a stats recorder; is %T", modID, unm)
+		if _, ok := mod.(Recorder); !ok {
+			return d.Errf("module %T is not a stats recorder", mod)
 		}
-		h.RecordersRaw = append(h.RecordersRaw, caddyconfig.JSONModuleObject(unm, "recorder", name, nil))
+		h.RecordersRaw = append(h.RecordersRaw, raw)
 	}
 	return nil
 }
