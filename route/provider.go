@@ -14,10 +14,12 @@ import (
 // namespace; each upstream gets its own instance, so a provider may hold
 // options that apply to one upstream only.
 //
-// The client's API is given by Exchange.Endpoint (and, as more inbound APIs
-// arrive, by Exchange's format), so a provider that translates between APIs
-// does so inside these methods, streams included; the route handler only
-// moves bytes, reads usage and applies policy.
+// The client's API is given by Exchange.Endpoint (each endpoint belongs to
+// one API: chat.completions to OpenAI's, a messages endpoint to Anthropic's),
+// and a provider answers in that API: one whose upstream speaks another
+// translates inside these methods, streams included, while the route handler
+// only moves bytes, reads usage and applies policy. A provider holds its own
+// options (an API version, a region) as module fields.
 type Provider interface {
 	// NewRequest returns the upstream HTTP request for one attempt. It must
 	// set the upstream's credentials and must not copy anything of the
