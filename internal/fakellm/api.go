@@ -302,37 +302,18 @@ func newID(prefix string) string {
 }
 
 func serveChat(_ *Server, x *exchange, req *apiRequest, b Behavior, _ string) {
-	if req.Stream {
-		x.stream(req, b, true)
-		return
-	}
-	n, finish := replyLength(req, b)
-	if !x.sleep(time.Duration(n) * b.ChunkDelay) {
-		return
-	}
-	if b.DropAfter > 0 {
-		x.abort()
-	}
-	var text strings.Builder
-	for i := range n {
-		text.WriteString(piece(i))
-	}
-	c := completion{
-		ID:      newID("chatcmpl-"),
-		Object:  "chat.completion",
-		Created: time.Now().Unix(),
-		Model:   req.Model,
-		Choices: []chatChoice{{Message: chatMessage{Role: "assistant", Content: text.String()}, FinishReason: finish}},
-	}
-	if !b.NoUsage {
-		c.Usage = usageJSON(req, n)
-	}
-	x.reply(c)
+	serveReply(x, req, b, true)
 }
 
 func serveCompletion(_ *Server, x *exchange, req *apiRequest, b Behavior, _ string) {
+	serveReply(x, req, b, false)
+}
+
+// serveReply answers a chat or a legacy completion, which differ only in
+// their object names and the shape of a choice.
+func serveReply(x *exchange, req *apiRequest, b Behavior, chat bool) {
 	if req.Stream {
-		x.stream(req, b, false)
+		x.stream(req, b, chat)
 		return
 	}
 	n, finish := replyLength(req, b)
@@ -346,12 +327,13 @@ func serveCompletion(_ *Server, x *exchange, req *apiRequest, b Behavior, _ stri
 	for i := range n {
 		text.WriteString(piece(i))
 	}
-	c := completion{
-		ID:      newID("cmpl-"),
-		Object:  "text_completion",
-		Created: time.Now().Unix(),
-		Model:   req.Model,
-		Choices: []textChoice{{Text: text.String(), FinishReason: &finish}},
+	c := completion{Created: time.Now().Unix(), Model: req.Model}
+	if chat {
+		c.ID, c.Object = newID("chatcmpl-"), "chat.completion"
+		c.Choices = []chatChoice{{Message: chatMessage{Role: "assistant", Content: text.String()}, FinishReason: finish}}
+	} else {
+		c.ID, c.Object = newID("cmpl-"), "text_completion"
+		c.Choices = []textChoice{{Text: text.String(), FinishReason: &finish}}
 	}
 	if !b.NoUsage {
 		c.Usage = usageJSON(req, n)
@@ -359,9 +341,6 @@ func serveCompletion(_ *Server, x *exchange, req *apiRequest, b Behavior, _ stri
 	x.reply(c)
 }
 
-// stream sends a completion as OpenAI streams one: for chat a first chunk
-// with the role, one chunk per piece of content, a chunk with the finish
-// reason, the usage chunk if the request asked for it, and [DONE].
 func (x *exchange) stream(req *apiRequest, b Behavior, chat bool) {
 	n, finish := replyLength(req, b)
 	head := completion{ID: newID("cmpl-"), Object: "text_completion", Created: time.Now().Unix(), Model: req.Model}
