@@ -173,7 +173,8 @@ func (h *Handler) relayBody(w http.ResponseWriter, r *http.Request, call *llm.Ca
 	_, _ = w.Write(out)
 }
 
-// relayStream sends a streamed answer event by event, flushing each at once.
+// relayStream sends a streamed answer event by event, flushing each at once
+// unless the next is already at hand (then one flush covers both).
 // Until the first event reaches the client a failure is still answered with
 // an ordinary error response; after it, the stream is cut with an error event
 // and no [DONE], so the client can tell it is incomplete.
@@ -181,7 +182,7 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, call *llm.
 	provider, _ := x.Upstream.Provider()
 	s := provider.Stream(x, resp.Body)
 	rc := http.NewResponseController(w)
-	started := false
+	started, unflushed := false, false
 	start := func() {
 		hdr := w.Header()
 		hdr.Set("Content-Type", "text/event-stream")
@@ -206,10 +207,14 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, call *llm.
 				h.clientGone(call)
 				return
 			}
+			unflushed = true
+		}
+		if unflushed && !ev.More {
 			if ferr := rc.Flush(); ferr != nil {
 				h.clientGone(call)
 				return
 			}
+			unflushed = false
 		}
 		if err == io.EOF {
 			if !started {

@@ -57,6 +57,10 @@ type StreamEvent struct {
 	// Usage is the usage the event reported, if any. A later event's usage
 	// replaces an earlier one's.
 	Usage *llm.Usage
+	// More says that the next event is already at hand, so the handler may
+	// hold this one back from the network until it flushes the next: a
+	// burst of events then costs one flush, and no event waits.
+	More bool
 }
 
 // Exchange is one client request on its way to one upstream.

@@ -95,6 +95,19 @@ func (r *Reader) Next() (Event, error) {
 	return Event{Raw: r.raw, Name: r.name, Data: r.data}, nil
 }
 
+// Ready reports whether a whole event is already buffered, so that the next
+// call to Next will not wait on the stream. A relay can then write the
+// current event without flushing it, and flush once per burst instead of
+// once per event, without delaying any event.
+func (r *Reader) Ready() bool {
+	n := r.br.Buffered()
+	if n == 0 {
+		return false
+	}
+	b, _ := r.br.Peek(n)
+	return bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\n\r\n"))
+}
+
 // readLine appends the next line, newline included, to r.raw and returns
 // it. At the end of the stream it returns what is left, without a newline,
 // and then io.EOF.

@@ -118,3 +118,30 @@ func stripBlank(b []byte) []byte {
 	}
 	return out
 }
+
+func TestReaderReady(t *testing.T) {
+	pr, pw := io.Pipe()
+	r := NewReader(pr, 0)
+	go func() {
+		_, _ = pw.Write([]byte("data: a\n\ndata: b\n\ndata: c"))
+	}()
+	if _, err := r.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if !r.Ready() {
+		t.Fatal("the whole event b is buffered: Ready must say so")
+	}
+	if _, err := r.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if r.Ready() {
+		t.Fatal("only part of event c is buffered: Ready must say no")
+	}
+	go func() {
+		_, _ = pw.Write([]byte("\n\n"))
+		pw.Close()
+	}()
+	if ev, err := r.Next(); err != nil || string(ev.Data) != "c" {
+		t.Fatalf("data %q err %v", ev.Data, err)
+	}
+}

@@ -174,19 +174,21 @@ func (s *openaiStream) Next() (route.StreamEvent, error) {
 		s.done = true
 		return route.StreamEvent{Data: ev.Raw}, nil
 	}
+	out := route.StreamEvent{Data: ev.Raw, More: s.events.Ready()}
 	// Only chunks with a usage object are parsed; the rest, "usage":null
 	// included, pass untouched.
 	if !hasUsage(ev.Data) {
-		return route.StreamEvent{Data: ev.Raw}, nil
+		return out, nil
 	}
 	usage, noChoices, err := openaiUsage(ev.Data)
 	if err != nil {
 		return route.StreamEvent{}, fmt.Errorf("bad stream chunk: %w", err)
 	}
+	out.Usage = usage
 	if usage != nil && noChoices && !s.clientWantsUsage {
-		return route.StreamEvent{Usage: usage}, nil
+		out.Data = nil
 	}
-	return route.StreamEvent{Data: ev.Raw, Usage: usage}, nil
+	return out, nil
 }
 
 var usageKey = []byte(`"usage"`)
