@@ -72,7 +72,10 @@ func (h *Handler) forward(w http.ResponseWriter, r *http.Request, call *llm.Call
 	case req.Stream && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream"):
 		// The timeout covers the wait for the stream's first byte; the
 		// stream itself may run as long as the model writes.
-		timer.Stop()
+		if !timer.Stop() {
+			h.failTransport(w, r, call, x, timeout, &timedOut, context.DeadlineExceeded)
+			return
+		}
 		h.relayStream(w, r, call, x, resp)
 	default:
 		body, err := llm.ReadAll(resp.Body, maxResponseBody)

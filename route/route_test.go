@@ -7,6 +7,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -245,4 +246,39 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 		var h route.Handler
 		_ = h.UnmarshalCaddyfile(caddyfile.NewDispenser(tokens))
 	})
+}
+
+func TestTimeout(t *testing.T) {
+	fake := &fakellm.Server{Behavior: fakellm.Behavior{Latency: 2 * time.Second}}
+	up := httptest.NewServer(fake)
+	t.Cleanup(up.Close)
+	h, err := load(t, `{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[`+
+		`{"provider":{"name":"openai"},"url":"`+up.URL+`","timeout":"100ms"}]}]}]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, body := range []string{`{"model":"m","prompt":"x"}`, `{"model":"m","prompt":"x","stream":true}`} {
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodPost, "/v1/completions", strings.NewReader(body))
+		r = caddyhttp.PrepareRequest(r, caddy.NewReplacer(), w, &caddyhttp.Server{})
+		begin := time.Now()
+		if err := h.ServeHTTP(w, r, nil); err != nil {
+			t.Fatal(err)
+		}
+		if w.Code != http.StatusGatewayTimeout || !strings.Contains(w.Body.String(), `"code":"upstream_timeout"`) ||
+			!strings.Contains(w.Body.String(), "did not answer within 100ms") {
+			t.Fatalf("%s: %d %s", body, w.Code, w.Body)
+		}
+		if d := time.Since(begin); d > time.Second {
+			t.Fatalf("%s: answered after %v, the timeout is 100ms", body, d)
+		}
+	}
+	// The upstream saw its requests cancelled, not left running.
+	deadline := time.Now().Add(2 * time.Second)
+	for fake.Cancelled() < 2 && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	if fake.Cancelled() != 2 {
+		t.Fatalf("upstream cancelled %d requests, want 2", fake.Cancelled())
+	}
 }
