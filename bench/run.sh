@@ -100,6 +100,19 @@ cat >"$work/Caddyfile" <<EOF
 	}
 }
 
+(gateway) {
+	llm_auth {
+		static {
+			key sk-bench
+		}
+	}
+	llm_route {
+		model bench {
+			upstream openai $upstream sk-mock
+		}
+	}
+}
+
 # baseline
 :$PORT_A {
 	bind 127.0.0.1
@@ -112,16 +125,7 @@ cat >"$work/Caddyfile" <<EOF
 # gateway
 :$PORT_B {
 	bind 127.0.0.1
-	llm_auth {
-		static {
-			key sk-bench
-		}
-	}
-	llm_route {
-		model bench {
-			upstream openai $upstream sk-mock
-		}
-	}
+	import gateway
 }
 
 # gateway+stats
@@ -130,16 +134,7 @@ cat >"$work/Caddyfile" <<EOF
 	llm_stats {
 		log
 	}
-	llm_auth {
-		static {
-			key sk-bench
-		}
-	}
-	llm_route {
-		model bench {
-			upstream openai $upstream sk-mock
-		}
-	}
+	import gateway
 }
 EOF
 "$work/caddy" run --config "$work/Caddyfile" --adapter caddyfile >"$work/caddy.log" 2>&1 &
