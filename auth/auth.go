@@ -123,11 +123,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 
 	id, err := h.authenticate(r.Context(), key)
 	if err != nil {
-		// The guest's error text may echo what it was given.
+		// The cause goes to the log only: it may name hosts and stores the
+		// client has no business knowing, and its text may echo the key.
 		msg := strings.ReplaceAll(err.Error(), key, "[redacted]")
-		h.logger.Error("could not check an API key", zap.String("error", msg))
+		h.logger.Error("could not check an API key", zap.String("request_id", llm.CallFrom(r).ID), zap.String("error", msg))
 		llm.Errorf(http.StatusServiceUnavailable, llm.TypeServer, "auth_unavailable",
-			"the API key could not be checked, try again later: %s", msg).Write(w, r)
+			"the API key could not be checked right now; try again later").Write(w, r)
 		return nil
 	}
 	if id == nil {

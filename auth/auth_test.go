@@ -408,8 +408,8 @@ func TestAuthenticatorError(t *testing.T) {
 	if strings.Contains(w.Body.String(), key) {
 		t.Errorf("the response contains the key: %s", w.Body)
 	}
-	if !strings.Contains(e.Message, "store down") {
-		t.Errorf("message %q does not say what failed", e.Message)
+	if strings.Contains(e.Message, "store down") || !strings.Contains(e.Message, "try again later") {
+		t.Errorf("message %q: the cause belongs in the log, the client needs to know to retry", e.Message)
 	}
 }
 
