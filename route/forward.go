@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/llmoneapi/llmoneapi/llm"
 )
@@ -120,13 +121,22 @@ func (h *Handler) fail(w http.ResponseWriter, r *http.Request, call *llm.Call, x
 	if errors.As(cause, &ue) {
 		cause = ue.Err
 	}
-	h.logger.Warn("upstream call failed",
-		zap.String("request_id", call.ID),
-		zap.String("model", call.Model),
-		zap.String("provider", call.Provider),
-		zap.String("upstream", x.Upstream.Host()),
-		zap.Int("status", e.Status),
-		zap.Error(cause))
+	// An upstream 4xx is most often the client's own mistake (a bad
+	// parameter) and would flood the log at warn; failures the operator must
+	// act on (5xx, rate limits, refused credentials, which become 502) stay
+	// at warn.
+	level := zapcore.DebugLevel
+	if e.Status >= 500 || e.Status == http.StatusTooManyRequests {
+		level = zapcore.WarnLevel
+	}
+	if ce := h.logger.Check(level, "upstream call failed"); ce != nil {
+		ce.Write(zap.String("request_id", call.ID),
+			zap.String("model", call.Model),
+			zap.String("provider", call.Provider),
+			zap.String("upstream", x.Upstream.Host()),
+			zap.Int("status", e.Status),
+			zap.Error(cause))
+	}
 	e.Write(w, r)
 }
 

@@ -156,6 +156,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		llm.ErrMissingModel().Write(w, r)
 		return nil
 	}
+	// llm_auth checks the scope too, for stock handlers behind it; this
+	// check covers identities set by other authenticating handlers.
 	if e := call.Identity.CheckModel(req.Model); e != nil {
 		e.Write(w, r)
 		return nil
