@@ -63,7 +63,7 @@ func TestConcurrentClients(t *testing.T) {
 	}
 
 	// One record per request, each with its own user and tokens.
-	lines := g.statsLines(t, clients*each)
+	lines := g.StatsLines(t, clients*each)
 	if len(lines) != clients*each {
 		t.Fatalf("%d records for %d requests", len(lines), clients*each)
 	}

@@ -114,7 +114,7 @@ func TestChat(t *testing.T) {
 		t.Fatal("the client key reached the upstream in the body")
 	}
 
-	line := g.lastStats(t, 1)
+	line := g.LastStats(t, 1)
 	want := map[string]any{
 		"msg": "llm request", "user": "alice", "model": "gpt-4o-mini", "upstream_model": "gpt-4o-mini-2024-07-18",
 		"provider": "openai", "endpoint": "chat.completions", "stream": false, "status": float64(200),
@@ -186,7 +186,7 @@ func TestStream(t *testing.T) {
 			if !up.Stream || !up.IncludeUsage {
 				t.Fatalf("upstream got stream=%v include_usage=%v", up.Stream, up.IncludeUsage)
 			}
-			line := g.lastStats(t, map[bool]int{false: 1, true: 2}[includeUsage])
+			line := g.LastStats(t, map[bool]int{false: 1, true: 2}[includeUsage])
 			if line["total_tokens"] != float64(6) || line["usage_source"] != "upstream" || line["stream"] != true {
 				t.Fatalf("stats log %v", line)
 			}
@@ -226,7 +226,7 @@ func TestLegacyCompletions(t *testing.T) {
 	if up, _ := g.Fake.LastRequest(); up.Path != "/v1/completions" || !up.IncludeUsage {
 		t.Fatalf("upstream got %s include_usage=%v", up.Path, up.IncludeUsage)
 	}
-	if line := g.lastStats(t, 2); line["endpoint"] != "completions" || line["total_tokens"] != float64(7) {
+	if line := g.LastStats(t, 2); line["endpoint"] != "completions" || line["total_tokens"] != float64(7) {
 		t.Fatalf("stats log %v", line)
 	}
 }
@@ -244,7 +244,7 @@ func TestEmbeddings(t *testing.T) {
 	if len(resp.Data) != 2 || len(resp.Data[0].Embedding) != fakellm.DefaultDimensions || resp.Usage.PromptTokens != 3 {
 		t.Fatalf("response %s", resp.RawJSON())
 	}
-	if line := g.lastStats(t, 1); line["endpoint"] != "embeddings" || line["prompt_tokens"] != float64(3) || line["user"] != "bob" {
+	if line := g.LastStats(t, 1); line["endpoint"] != "embeddings" || line["prompt_tokens"] != float64(3) || line["user"] != "bob" {
 		t.Fatalf("stats log %v", line)
 	}
 }
@@ -401,7 +401,7 @@ func TestStreamCut(t *testing.T) {
 	if stream.Err() == nil {
 		t.Fatal("the SDK saw a cut stream as complete")
 	}
-	if line := g.lastStats(t, 2); line["truncated"] != true || line["error"] == nil {
+	if line := g.LastStats(t, 2); line["truncated"] != true || line["error"] == nil {
 		t.Fatalf("stats log %v", line)
 	}
 }
@@ -423,7 +423,7 @@ func TestClientDisconnect(t *testing.T) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	if line := g.lastStats(t, 1); line["client_aborted"] != true {
+	if line := g.LastStats(t, 1); line["client_aborted"] != true {
 		t.Fatalf("stats log %v", line)
 	}
 }

@@ -57,10 +57,29 @@ type Call struct {
 	ClientAborted bool `json:"client_aborted,omitempty"`
 	// Error is the error message the client got, if any.
 	Error string `json:"error,omitempty"`
+	// ErrorCode is the stable code of the error the client got, if any
+	// (e.g. "upstream_timeout"); for a truncated stream, why it was cut.
+	ErrorCode string `json:"error_code,omitempty"`
+	// API is the client API the request spoke (see the API constants).
+	API API `json:"api,omitempty"`
+	// ServedModel is the model that finally served the call: Model, or one
+	// of its fallbacks.
+	ServedModel string `json:"served_model,omitempty"`
+	// Price is the price of the model that served the call, nil when the
+	// config gives none.
+	Price *Price `json:"-"`
+	// Cost is what the call cost in USD, from Usage and Price; 0 when the
+	// model has no price.
+	Cost float64 `json:"cost,omitempty"`
+	// Attempts are the upstream tries the call took, in order; the last one
+	// is the answer the client got. Retries and fallbacks show here.
+	Attempts []Attempt `json:"attempts,omitempty"`
 
 	// Request is the request body as the gateway read it, shared by the
 	// handlers so that the body is read only once.
 	Request *Request `json:"-"`
+
+	admit []AdmitFunc
 }
 
 // Identity is who a client key belongs to, as an authenticator found it.
@@ -71,13 +90,82 @@ type Identity struct {
 	KeyID string `json:"key_id,omitempty"`
 	// Models is the key's model scope; an empty scope allows every model.
 	Models Scope `json:"models,omitempty"`
+	// Team is the team the key belongs to, if any; budgets may be shared
+	// by a team's keys.
+	Team string `json:"team,omitempty"`
+	// Limits are the key's rate limits, quota and budget; zero values
+	// mean no limit.
+	Limits Limits `json:"limits,omitzero"`
+}
+
+// Limits bound what one key may do. A zero field means no limit.
+type Limits struct {
+	// RPM is the most requests per minute.
+	RPM int64 `json:"rpm,omitempty"`
+	// TPM is the most tokens (prompt and completion) per minute.
+	TPM int64 `json:"tpm,omitempty"`
+	// MaxConcurrent is the most requests in flight at once.
+	MaxConcurrent int64 `json:"max_concurrent,omitempty"`
+	// Quota is the most tokens per QuotaPeriod.
+	Quota int64 `json:"quota,omitempty"`
+	// QuotaPeriod is the period the quota renews over; "" for the key's
+	// lifetime.
+	QuotaPeriod Period `json:"quota_period,omitempty"`
+	// Budget is the most spend in USD per BudgetPeriod.
+	Budget float64 `json:"budget,omitempty"`
+	// BudgetPeriod is the period the budget renews over; "" for the key's
+	// lifetime.
+	BudgetPeriod Period `json:"budget_period,omitempty"`
+}
+
+// IsZero reports whether l sets no limit at all.
+func (l Limits) IsZero() bool { return l == Limits{} }
+
+// Period is a calendar period a quota or budget renews over, in UTC.
+type Period string
+
+// The periods.
+const (
+	PeriodLifetime Period = ""
+	PeriodDaily    Period = "daily"
+	PeriodWeekly   Period = "weekly"
+	PeriodMonthly  Period = "monthly"
+)
+
+// Attempt is one try of a call at one upstream.
+type Attempt struct {
+	// Model is the model this try served: the client's, or a fallback.
+	Model string `json:"model"`
+	// Provider is the provider module's name.
+	Provider string `json:"provider"`
+	// Upstream is the upstream's host. Never a key.
+	Upstream string `json:"upstream"`
+	// UpstreamID is the upstream's identity (provider, URL, model and a
+	// short hash of its key), as the admin API shows it.
+	UpstreamID string `json:"upstream_id,omitempty"`
+	// Status is the upstream's HTTP status; 0 when none came.
+	Status int `json:"status,omitempty"`
+	// Outcome classifies the try, e.g. "ok", "timeout", "rate_limited".
+	Outcome string `json:"outcome"`
+	// Latency is how long the try took to its outcome.
+	Latency time.Duration `json:"latency"`
 }
 
 // Usage is the token usage of one call.
 type Usage struct {
-	PromptTokens     int64 `json:"prompt_tokens"`
+	// PromptTokens counts every input token, cached ones included.
+	PromptTokens int64 `json:"prompt_tokens"`
+	// CompletionTokens counts every output token, reasoning included.
 	CompletionTokens int64 `json:"completion_tokens"`
 	TotalTokens      int64 `json:"total_tokens"`
+	// CachedTokens are the prompt tokens read from the provider's prompt
+	// cache (OpenAI's cached_tokens, Anthropic's cache_read_input_tokens).
+	CachedTokens int64 `json:"cached_tokens,omitempty"`
+	// CacheCreationTokens are prompt tokens written to the provider's
+	// prompt cache (Anthropic's cache_creation_input_tokens).
+	CacheCreationTokens int64 `json:"cache_creation_tokens,omitempty"`
+	// ReasoningTokens are the completion tokens spent on reasoning.
+	ReasoningTokens int64 `json:"reasoning_tokens,omitempty"`
 }
 
 // UsageSource says where a call's usage figures came from.
@@ -89,6 +177,24 @@ const (
 	UsageNone UsageSource = "none"
 	// UsageUpstream: the upstream reported the usage.
 	UsageUpstream UsageSource = "upstream"
+	// UsageEstimated: the upstream reported none; the gateway counted the
+	// tokens with a tokenizer.
+	UsageEstimated UsageSource = "estimated"
+	// UsagePartial: the stream was cut short (by the upstream or the
+	// client); the usage counts what was generated until then.
+	UsagePartial UsageSource = "partial"
+)
+
+// API names a client-facing API family, as recorded in Call.API.
+type API string
+
+// The client APIs.
+const (
+	APIOpenAIChat        API = "openai.chat"
+	APIOpenAICompletions API = "openai.completions"
+	APIOpenAIEmbeddings  API = "openai.embeddings"
+	APIOpenAIResponses   API = "openai.responses"
+	APIAnthropicMessages API = "anthropic.messages"
 )
 
 // callVar is the key of the Call in the request's Caddy vars.
@@ -152,6 +258,12 @@ func (c *Call) placeholder(key string) (any, bool) {
 		return strconv.FormatInt(c.TTFT.Milliseconds(), 10), true
 	case "llm.stream":
 		return c.Stream, true
+	case "llm.cost":
+		return strconv.FormatFloat(c.Cost, 'f', -1, 64), true
+	case "llm.served_model":
+		return c.ServedModel, true
+	case "llm.attempts":
+		return len(c.Attempts), true
 	}
 	return nil, false
 }

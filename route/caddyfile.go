@@ -2,8 +2,10 @@ package route
 
 import (
 	"encoding/json"
+	"math"
 	"net/http"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -13,6 +15,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/llmoneapi/llmoneapi/internal/directive"
+	"github.com/llmoneapi/llmoneapi/llm"
 )
 
 // ParseCaddyfile parses the llm_route directive.
@@ -93,6 +96,12 @@ func parseModel(d *caddyfile.Dispenser) (*Model, error) {
 				return nil, err
 			}
 			m.Upstreams = append(m.Upstreams, u)
+		case "price":
+			p, err := parsePrice(d)
+			if err != nil {
+				return nil, err
+			}
+			m.Price = p
 		default:
 			return nil, d.Errf("unknown subdirective '%s' in model '%s'", d.Val(), m.Name)
 		}
@@ -101,6 +110,24 @@ func parseModel(d *caddyfile.Dispenser) (*Model, error) {
 		return nil, d.Errf("model '%s' has no upstream", m.Name)
 	}
 	return m, nil
+}
+
+// parsePrice parses "price <input> <output> [<cached input>]", in USD per
+// million tokens.
+func parsePrice(d *caddyfile.Dispenser) (*llm.Price, error) {
+	args := d.RemainingArgs()
+	if len(args) < 2 || len(args) > 3 {
+		return nil, d.Err("price: want <input> <output> [<cached input>], in USD per million tokens, e.g. 'price 0.15 0.60 0.075'")
+	}
+	var v [3]float64
+	for i, a := range args {
+		f, err := strconv.ParseFloat(a, 64)
+		if err != nil || f < 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+			return nil, d.Errf("price: '%s' is not a price in USD per million tokens", a)
+		}
+		v[i] = f
+	}
+	return &llm.Price{Input: v[0], Output: v[1], CachedInput: v[2]}, nil
 }
 
 func parseUpstream(d *caddyfile.Dispenser) (*Upstream, error) {

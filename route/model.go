@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 
 	"github.com/caddyserver/caddy/v2"
+
+	"github.com/llmoneapi/llmoneapi/llm"
 )
 
 // Model is a model the gateway serves and the upstreams that serve it.
@@ -19,6 +21,9 @@ type Model struct {
 	// Upstreams serve the model. With more than one, requests take turns
 	// (round robin).
 	Upstreams []*Upstream `json:"upstreams"`
+	// Price is what the model costs, in USD per million tokens; it gives
+	// each call's cost and the spend that budgets count.
+	Price *llm.Price `json:"price,omitempty"`
 
 	next atomic.Uint64
 }
@@ -31,6 +36,9 @@ func (m *Model) Provision(ctx caddy.Context) error {
 	}
 	if len(m.Upstreams) == 0 {
 		return fmt.Errorf("model '%s' has no upstream", m.Name)
+	}
+	if p := m.Price; p != nil && (p.Input < 0 || p.Output < 0 || p.CachedInput < 0) {
+		return fmt.Errorf("model '%s': a price must not be negative", m.Name)
 	}
 	for i, u := range m.Upstreams {
 		if err := u.Provision(ctx); err != nil {

@@ -170,7 +170,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		e.Write(w, r)
 		return nil
 	}
+	call.ServedModel, call.Price = m.Name, m.Price
+	if e := call.Admit(r, m.Name, m.Price); e != nil {
+		e.Write(w, r)
+		return nil
+	}
 	h.forward(w, r, call, endpoint, req, m.pick())
+	call.Cost = call.Price.Cost(call.Usage)
 	return nil
 }
 
