@@ -58,7 +58,7 @@ func (c *Config) List() []*Model { return c.Models }
 
 // Interface guards
 var (
-	_ Catalog           = (*Config)(nil)
+	_ Catalog            = (*Config)(nil)
 	_ caddy.Provisioner  = (*Config)(nil)
 	_ caddy.CleanerUpper = (*Config)(nil)
 )
