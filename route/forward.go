@@ -413,8 +413,7 @@ func (h *Handler) answerFailure(w http.ResponseWriter, r *http.Request, call *ll
 		e = llm.Errorf(http.StatusBadGateway, llm.TypeUpstream, "upstream_unreachable",
 			"the upstream serving model '%s' could not be reached or broke off its answer", call.Model)
 	}
-	call.ErrorCode = e.Code
-	e.Write(w, r)
+	reject(w, r, e)
 }
 
 // soonestBack is how many seconds until the first upstream of the models

@@ -158,9 +158,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	call.Endpoint = endpoint
 	switch endpoint {
 	case "":
-		llm.Errorf(http.StatusNotFound, llm.TypeNotFound, "unknown_endpoint",
+		reject(w, r, llm.Errorf(http.StatusNotFound, llm.TypeNotFound, "unknown_endpoint",
 			"this gateway does not serve %s %s; it serves POST /v1/chat/completions, /v1/completions, /v1/embeddings and GET /v1/models",
-			r.Method, r.URL.Path).Write(w, r)
+			r.Method, r.URL.Path))
 		return nil
 	case llm.EndpointModels:
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -176,17 +176,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	}
 	req, e := llm.ReadRequest(r, h.MaxBodySize)
 	if e != nil {
-		e.Write(w, r)
+		reject(w, r, e)
 		return nil
 	}
 	if req.Model == "" {
-		llm.ErrMissingModel().Write(w, r)
+		reject(w, r, llm.ErrMissingModel())
 		return nil
 	}
 	// llm_auth checks the scope too, for stock handlers behind it; this
 	// check covers identities set by other authenticating handlers.
 	if e := call.Identity.CheckModel(req.Model); e != nil {
-		e.Write(w, r)
+		reject(w, r, e)
 		return nil
 	}
 	m := h.model(req.Model)
@@ -194,15 +194,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		e := llm.Errorf(http.StatusNotFound, llm.TypeInvalidRequest, "model_not_found",
 			"the model '%s' does not exist on this gateway; GET /v1/models lists the models your key may use", req.Model)
 		e.Param = "model"
-		e.Write(w, r)
+		reject(w, r, e)
 		return nil
 	}
 	call.ServedModel, call.Price = m.Name, m.Price
 	// Admitted once, for the model asked for; fallbacks are checked against
 	// the key's scope only.
 	if e := call.Admit(r, m.Name, m.Price); e != nil {
-		call.ErrorCode = e.Code
-		e.Write(w, r)
+		reject(w, r, e)
 		return nil
 	}
 	h.serveCall(w, r, call, endpoint, req, m)
@@ -231,10 +230,16 @@ func endpointOf(path string) (llm.Endpoint, string) {
 	return "", ""
 }
 
+// reject answers the client with e and records its code in the call.
+func reject(w http.ResponseWriter, r *http.Request, e *llm.Error) {
+	llm.CallFrom(r).ErrorCode = e.Code
+	e.Write(w, r)
+}
+
 func methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) {
 	w.Header().Set("Allow", allow)
-	llm.Errorf(http.StatusMethodNotAllowed, llm.TypeInvalidRequest, "method_not_allowed",
-		"%s is not allowed on %s; use %s", r.Method, r.URL.Path, allow).Write(w, r)
+	reject(w, r, llm.Errorf(http.StatusMethodNotAllowed, llm.TypeInvalidRequest, "method_not_allowed",
+		"%s is not allowed on %s; use %s", r.Method, r.URL.Path, allow))
 }
 
 // modelObject is a model as OpenAI's API lists it.
@@ -262,7 +267,7 @@ func (h *Handler) serveModels(w http.ResponseWriter, r *http.Request, call *llm.
 		if m == nil || !scope.Allows(id) {
 			e := llm.Errorf(http.StatusNotFound, llm.TypeInvalidRequest, "model_not_found",
 				"the model '%s' does not exist on this gateway or your key may not use it", id)
-			e.Write(w, r)
+			reject(w, r, e)
 			return
 		}
 		call.Model = id

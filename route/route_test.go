@@ -311,10 +311,10 @@ func TestServeRoutes(t *testing.T) {
 		{http.MethodPost, "/prefix/v1/completions", `{"model":"m","prompt":"x"}`, 200, ""},
 	}
 	for _, tt := range tests {
-		w, _, _ := serve(t, oneModel, tt.method, tt.path, tt.body)
+		w, call, _ := serve(t, oneModel, tt.method, tt.path, tt.body)
 		var body struct{ Error struct{ Code string } }
 		_ = json.Unmarshal(w.Body.Bytes(), &body)
-		if w.Code != tt.status || body.Error.Code != tt.code {
+		if w.Code != tt.status || body.Error.Code != tt.code || call.ErrorCode != tt.code {
 			t.Errorf("%s %s: %d %s", tt.method, tt.path, w.Code, w.Body)
 		}
 		if tt.status == 405 && w.Header().Get("Allow") == "" {
@@ -385,6 +385,11 @@ func TestTimeout(t *testing.T) {
 		}
 		if d := time.Since(begin); d > time.Second {
 			t.Fatalf("%s: answered after %v, the timeout is 100ms", body, d)
+		}
+		call := llm.CallFrom(r)
+		if call.ErrorCode != "upstream_timeout" || len(call.Attempts) != 1 || call.Attempts[0].Outcome != "timeout" ||
+			call.Attempts[0].Latency < 100*time.Millisecond || call.Attempts[0].UpstreamID == "" {
+			t.Fatalf("%s: call %+v", body, call)
 		}
 	}
 	// The upstream saw its requests cancelled, not left running.
