@@ -89,8 +89,8 @@ func TestParseCaddyfileProvisions(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := mod.(*Handler)
-	if len(h.sinks) != 2 || h.sinks[0].name != "log" || h.sinks[1].name != "testrec" || cap(h.sinks[0].queue) != 8 {
-		t.Errorf("provisioned %d sinks: %+v", len(h.sinks), h.sinks)
+	if len(h.workers) != 2 || h.workers[0].name != "log" || h.workers[1].name != "testrec" || cap(h.workers[0].queue) != 8 {
+		t.Errorf("provisioned %d workers: %+v", len(h.workers), h.workers)
 	}
 }
 
