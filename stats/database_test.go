@@ -94,9 +94,9 @@ func TestDatabaseStoresEveryColumn(t *testing.T) {
 			}
 			var (
 				id, user, key, team, api, endpoint, model, served, upModel, provider, upstream, source, code string
-				startMS, prompt, completion, total, cached, creation, reasoning                        int64
-				attempts, status, stream, truncated, aborted                                            int
-				cost, durMS, ttftMS                                                                     float64
+				startMS, prompt, completion, total, cached, creation, reasoning                              int64
+				attempts, status, stream, truncated, aborted                                                 int
+				cost, durMS, ttftMS                                                                          float64
 			)
 			err := db.QueryRow("SELECT "+strings.Join(usageColumns, ", ")+" FROM "+d.Table).Scan(
 				&id, &startMS, &user, &key, &team, &api, &endpoint, &model, &served, &upModel, &provider, &upstream,
