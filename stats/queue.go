@@ -98,22 +98,21 @@ func newWorker(name string, rec Recorder, queueSize int, logger *zap.Logger) *wo
 	return w
 }
 
-// send queues c without ever waiting: when the queue is full, c goes to the
-// recorder's spool if it has one, and is dropped (and counted) if not.
+// send queues c without ever waiting: when the queue is full (or the
+// worker stopped), c goes to the recorder's spool if it has one, and is
+// dropped (and counted) if not.
 func (w *worker) send(c llm.Call) {
 	w.mu.RLock()
 	defer w.mu.RUnlock()
-	if w.closed {
-		// A request that outlived every config using this recorder (a long
-		// stream across a reload that removed it); count it rather than
-		// lose it silently.
-		w.dropped.Inc()
-		return
-	}
-	select {
-	case w.queue <- c:
-		return
-	default:
+	// A closed worker is one whose every config is gone, and the request
+	// outlived it (a long stream across a reload that changed the
+	// recorder's config): like a full queue, it leaves only the spool.
+	if !w.closed {
+		select {
+		case w.queue <- c:
+			return
+		default:
+		}
 	}
 	if sp, ok := w.current.Load().rec.(Spooler); ok {
 		if err := sp.Spool(c); err == nil {
