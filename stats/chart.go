@@ -306,7 +306,7 @@ func formatCount(v float64) string {
 }
 
 // formatUSD writes an amount in dollars with the precision small LLM costs
-// need: $0.00042, $0.0312, $1.25, $1.2k.
+// need: $0.00042, $0.0312, $0.50, $1.25, $12k.
 func formatUSD(v float64) string {
 	a := math.Abs(v)
 	switch {
@@ -314,7 +314,7 @@ func formatUSD(v float64) string {
 		return "$0"
 	case a >= 1e4:
 		return "$" + formatCount(v)
-	case a >= 1:
+	case a >= 0.1:
 		return "$" + strconv.FormatFloat(v, 'f', 2, 64)
 	}
 	// Three significant digits below a dollar.
@@ -322,13 +322,17 @@ func formatUSD(v float64) string {
 	return "$" + trimFloat(v, digits)
 }
 
-// formatSeconds writes a latency: 85 ms, 1.24 s.
+// formatSeconds writes a latency: 420 µs, 2.5 ms, 85 ms, 1.24 s.
 func formatSeconds(v float64) string {
 	switch {
 	case v == 0:
 		return "0"
+	case v < 1e-3:
+		return strconv.FormatFloat(v*1e6, 'f', 0, 64) + " µs"
+	case v < 1e-2:
+		return trimFloat(v*1e3, 1) + " ms"
 	case v < 1:
-		return strconv.FormatFloat(v*1000, 'f', 0, 64) + " ms"
+		return strconv.FormatFloat(v*1e3, 'f', 0, 64) + " ms"
 	case v < 10:
 		return strconv.FormatFloat(v, 'f', 2, 64) + " s"
 	}

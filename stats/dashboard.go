@@ -380,7 +380,7 @@ func (p *page) fill(d dashboardData, axis timeAxis, by string) {
 	}
 	p.Tiles = []tile{
 		{ID: "requests", Label: "Requests", Value: humanize.Comma(t.Requests), Raw: float64(t.Requests),
-			Sub: humanize.Comma(t.Errors) + " errors · " + formatPercent(ratio(t.Errors, t.Requests))},
+			Sub: plural(t.Errors, "error") + " · " + formatPercent(ratio(t.Errors, t.Requests))},
 		{ID: "tokens", Label: "Tokens", Value: humanize.Comma(t.TotalTokens), Raw: float64(t.TotalTokens),
 			Sub: humanize.Comma(t.PromptTokens) + " prompt · " + humanize.Comma(t.CompletionTokens) + " completion"},
 		{ID: "cost", Label: "Cost", Value: formatUSD(t.Cost), Raw: t.Cost,
@@ -573,6 +573,14 @@ func addRows(a, b Row) Row {
 	a.TotalTokens += b.TotalTokens
 	a.Cost += b.Cost
 	return a
+}
+
+// plural writes a count of things: "1 error", "3 errors".
+func plural(n int64, thing string) string {
+	if n == 1 {
+		return "1 " + thing
+	}
+	return humanize.Comma(n) + " " + thing + "s"
 }
 
 func ratio(a, b int64) float64 { return safeDiv(float64(a), float64(b)) }
