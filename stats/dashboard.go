@@ -13,6 +13,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
@@ -43,7 +44,7 @@ func init() {
 // offline. It shows who uses the gateway, so protect it: put it behind
 // basic_auth, or llm_auth, on a site of its own.
 //
-// Query parameters: range (1h, 6h, 24h, 7d or 30d; default 24h) and by
+// Query parameters: range (1h, 24h, 7d or 30d; default 24h) and by
 // (model or user: how the time charts are split; default model).
 type Dashboard struct {
 	// The title at the top of the page and in the browser's tab.
@@ -183,12 +184,14 @@ type dashboardRange struct {
 	TickEvery   time.Duration
 }
 
+// The slots are those the memory recorder keeps (minutes for the last
+// hour, hours for the last day) or whole multiples of them, so that its
+// answers fill the slots evenly.
 var dashboardRanges = []dashboardRange{
 	{"1h", "hour", time.Hour, time.Minute, 10 * time.Minute},
-	{"6h", "6 hours", 6 * time.Hour, 5 * time.Minute, time.Hour},
-	{"24h", "24 hours", 24 * time.Hour, 30 * time.Minute, 4 * time.Hour},
-	{"7d", "7 days", 7 * 24 * time.Hour, 3 * time.Hour, 24 * time.Hour},
-	{"30d", "30 days", 30 * 24 * time.Hour, 12 * time.Hour, 5 * 24 * time.Hour},
+	{"24h", "24 hours", 24 * time.Hour, time.Hour, 4 * time.Hour},
+	{"7d", "7 days", 7 * 24 * time.Hour, 6 * time.Hour, 24 * time.Hour},
+	{"30d", "30 days", 30 * 24 * time.Hour, 24 * time.Hour, 5 * 24 * time.Hour},
 }
 
 const defaultRange = "24h"
@@ -288,11 +291,9 @@ func renderDashboard(ctx context.Context, v url.Values, title string, onAdmin bo
 	axis := timeAxis{Step: rng.Step, N: int(rng.Length / rng.Step), TickEvery: rng.TickEvery}
 	axis.Start = now.Truncate(rng.Step).Add(-time.Duration(axis.N-1) * rng.Step)
 	if onAdmin {
-		from := url.QueryEscape(axis.Start.UTC().Format(time.RFC3339))
-		p.APILinks = []choice{
-			{Label: "JSON", Href: "/llm/stats?group_by=" + by + "&from=" + from + "&bucket=" + rng.Step.String()},
-			{Label: "CSV", Href: "/llm/stats?group_by=" + by + "&from=" + from + "&bucket=" + rng.Step.String() + "&format=csv"},
-		}
+		api := "/llm/stats?group_by=" + by + "&from=" + url.QueryEscape(axis.Start.UTC().Format(time.RFC3339)) +
+			"&bucket=" + shortDuration(rng.Step)
+		p.APILinks = []choice{{Label: "JSON", Href: api}, {Label: "CSV", Href: api + "&format=csv"}}
 	}
 
 	status := http.StatusOK
@@ -329,13 +330,25 @@ func parsePageParams(v url.Values) (dashboardRange, string, error) {
 	name := cmp.Or(v.Get("range"), defaultRange)
 	i := slices.IndexFunc(dashboardRanges, func(r dashboardRange) bool { return r.Name == name })
 	if i < 0 {
-		return dashboardRange{}, "", fmt.Errorf("bad range '%s': must be 1h, 6h, 24h, 7d or 30d", name)
+		return dashboardRange{}, "", fmt.Errorf("bad range '%s': must be 1h, 24h, 7d or 30d", name)
 	}
 	by := cmp.Or(v.Get("by"), "model")
 	if by != "model" && by != "user" {
 		return dashboardRange{}, "", fmt.Errorf("bad by '%s': must be model or user", by)
 	}
 	return dashboardRanges[i], by, nil
+}
+
+// shortDuration writes a whole number of days, hours or minutes as the
+// stats API reads it: 1d, 6h, 1m.
+func shortDuration(d time.Duration) string {
+	switch {
+	case d%(24*time.Hour) == 0:
+		return strconv.FormatInt(int64(d/(24*time.Hour)), 10) + "d"
+	case d%time.Hour == 0:
+		return strconv.FormatInt(int64(d/time.Hour), 10) + "h"
+	}
+	return strconv.FormatInt(int64(d/time.Minute), 10) + "m"
 }
 
 func pageHref(rng, by string) string { return "?range=" + rng + "&by=" + by }

@@ -1,6 +1,7 @@
 package stats_test
 
 import (
+	"html"
 	"io"
 	"net/http"
 	"regexp"
@@ -86,7 +87,7 @@ func TestDashboardServes(t *testing.T) {
 
 	sent := sendTraffic(t, g, broken)
 	waitForStats(t, g, sent.all.Requests)
-	for _, rng := range []string{"", "?range=1h", "?range=6h&by=user", "?range=7d", "?range=30d&by=model"} {
+	for _, rng := range []string{"", "?range=1h", "?range=24h&by=user", "?range=7d", "?range=30d&by=model"} {
 		resp, page := get(t, "GET", dashboard+rng, "admin")
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("%s: status %d", rng, resp.StatusCode)
@@ -106,7 +107,7 @@ func TestDashboardServes(t *testing.T) {
 		status        int
 	}{
 		{"POST", "", http.StatusMethodNotAllowed},
-		{"GET", "?range=2h", http.StatusBadRequest},
+		{"GET", "?range=6h", http.StatusBadRequest},
 		{"GET", "?by=key", http.StatusBadRequest},
 		{"GET", "?from=-1h", http.StatusBadRequest},
 		{"HEAD", "", http.StatusOK},
@@ -121,8 +122,20 @@ func TestDashboardServes(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || tileValue(t, page, "requests") != "7" {
 		t.Fatalf("admin page: status %d\n%s", resp.StatusCode, page)
 	}
-	if !strings.Contains(page, "<title>LLM gateway · usage</title>") || !strings.Contains(page, `href="/llm/stats?group_by=model&amp;from=`) {
-		t.Error("the admin page lacks its default title or its links to the stats API")
+	if !strings.Contains(page, "<title>LLM gateway · usage</title>") {
+		t.Error("the admin page lacks its default title")
+	}
+	// Its links to the stats API answer with the same calls.
+	links := regexp.MustCompile(`href="(/llm/stats\?[^"]*)"`).FindAllStringSubmatch(page, -1)
+	if len(links) != 2 {
+		t.Errorf("the admin page has %d links to the stats API, want JSON and CSV", len(links))
+	}
+	for _, m := range links {
+		link := html.UnescapeString(m[1])
+		resp, body := get(t, "GET", g.AdminURL+link, "")
+		if resp.StatusCode != http.StatusOK || !strings.Contains(body, "gpt-4o-mini") {
+			t.Errorf("the page's link %s: status %d: %s", link, resp.StatusCode, body)
+		}
 	}
 	if resp, _ := get(t, "GET", g.AdminURL+"/llm", ""); resp.StatusCode/100 != 3 || resp.Header.Get("Location") != "/llm/" {
 		t.Errorf("/llm: status %d to %q, want a redirect to /llm/", resp.StatusCode, resp.Header.Get("Location"))
