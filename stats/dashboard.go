@@ -604,3 +604,9 @@ func safeDiv(a, b float64) float64 {
 	}
 	return a / b
 }
+
+// Interface guards
+var (
+	_ caddyhttp.MiddlewareHandler = (*Dashboard)(nil)
+	_ caddyfile.Unmarshaler       = (*Dashboard)(nil)
+)
