@@ -475,3 +475,47 @@ func BenchmarkDatabaseAuthenticate(b *testing.B) {
 		}
 	})
 }
+
+func TestDatabaseCaddyfile(t *testing.T) {
+	for src, want := range map[string]string{
+		"llm_auth {\ndatabase sqlite ./llm-keys.db\n}":          `{"authenticators": [{"source": "database", "dialect": "sqlite", "dsn": "./llm-keys.db"}]}`,
+		"llm_auth {\ndatabase sqlite:/var/lib/caddy/keys.db\n}": `{"authenticators": [{"source": "database", "dialect": "sqlite", "dsn": "/var/lib/caddy/keys.db"}]}`,
+		"llm_auth {\ndatabase postgres postgres://llm@db/llm {\ntable team_keys\ncache_ttl 1m\nnegative_cache_ttl 2s\n}\n}": `{"authenticators": [{"source": "database",
+			"dialect": "postgres", "dsn": "postgres://llm@db/llm", "table": "team_keys", "cache_ttl": 60000000000, "negative_cache_ttl": 2000000000}]}`,
+		"llm_auth {\ndatabase {env.KEYS_DSN}\n}": ``,
+	} {
+		h, err := adapt(t, src)
+		if want == "" {
+			if err == nil || !strings.Contains(err.Error(), "is not a store") {
+				t.Errorf("%q: error %v, want one about the store", src, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Errorf("%q: %v", src, err)
+			continue
+		}
+		sameJSON(t, jsonBytes(t, h), []byte(want))
+	}
+	for _, tc := range []struct{ src, want string }{
+		{"llm_auth {\ndatabase\n}", "write 'database sqlite <path>'"},
+		{"llm_auth {\ndatabase mysql x\n}", "unknown kind 'mysql'"},
+		{"llm_auth {\ndatabase sqlite a b\n}", "write 'database sqlite <path>'"},
+		{"llm_auth {\ndatabase sqlite a {\ncache_ttl soon\n}\n}", "cache_ttl: 'soon' is not a duration"},
+		{"llm_auth {\ndatabase sqlite a {\ntable\n}\n}", "wrong argument count"},
+		{"llm_auth {\ndatabase sqlite a {\ncolour red\n}\n}", "unrecognized database subdirective 'colour', at Testfile:3"},
+	} {
+		if _, err := adapt(t, tc.src); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%q: error %v, want %q", tc.src, err, tc.want)
+		}
+	}
+}
+
+func jsonBytes(t *testing.T, h *Handler) []byte {
+	t.Helper()
+	b, err := json.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
