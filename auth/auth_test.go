@@ -18,6 +18,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/llmoneapi/llmoneapi/llm"
@@ -100,8 +101,14 @@ func defaultID(secret, key string) string {
 }
 
 // TestMain keeps the tests' installation secret out of the user's Caddy
-// data directory.
+// data directory. With LLMONEAPI_TEST_CADDY=1 the test binary is Caddy
+// itself, with every module, for the tests that run `caddy llm key` as a
+// user would.
 func TestMain(m *testing.M) {
+	if os.Getenv("LLMONEAPI_TEST_CADDY") == "1" {
+		caddycmd.Main()
+		os.Exit(0)
+	}
 	dir, err := os.MkdirTemp("", "llmoneapi-auth-test-")
 	if err != nil {
 		panic(err)
