@@ -3,6 +3,7 @@ package auth_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -20,6 +21,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/llmoneapi/llmoneapi/internal/llmtest"
+	"github.com/llmoneapi/llmoneapi/internal/sqldb"
 )
 
 // caddy runs `caddy <args>` (this test binary, as Caddy; see TestMain) and
@@ -295,5 +297,51 @@ func TestKeyAdminAPI(t *testing.T) {
 		if msg, _ := got["error"].(string); !strings.Contains(msg, tc.says) {
 			t.Errorf("%s %s: error %v, want it to say %q", tc.method, tc.path, got, tc.says)
 		}
+	}
+}
+
+// The same against PostgreSQL, in a table of the test's own.
+func TestKeyCommandsPostgres(t *testing.T) {
+	table := "llm_keys_cli_" + strings.ToLower(rand.Text()[:10])
+	db, err := sqldb.Open(context.Background(), sqldb.Postgres, llmtest.PostgresDSN)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ctx := context.Background()
+		for _, q := range []string{`DROP TABLE IF EXISTS ` + table, `DELETE FROM llm_schema_migrations WHERE component = 'auth_keys:` + table + `'`} {
+			if _, err := db.ExecContext(ctx, q); err != nil {
+				t.Errorf("%s: %v", q, err)
+			}
+		}
+		sqldb.Release(db)
+	})
+	site := strings.Replace(keySite, "database sqlite DB {", "database postgres "+llmtest.PostgresDSN+" {\n\t\t\ttable "+table, 1)
+	g := llmtest.Start(t, nil, strings.Replace(site, "TTL", "200ms", 1))
+	store := []string{"--db", llmtest.PostgresDSN, "--table", table}
+
+	key := strings.TrimSpace(caddy(t, append([]string{"llm", "key", "create", "--user", "carol", "--expires", "2099-01-01"}, store...)...))
+	m := keyFormat.FindStringSubmatch(key)
+	if m == nil {
+		t.Fatalf("create printed %q", key)
+	}
+	if err := ask(g, key); err != nil {
+		t.Fatalf("the new key: %v", err)
+	}
+	var listed []map[string]any
+	if err := json.Unmarshal([]byte(caddy(t, append([]string{"llm", "key", "list", "--json"}, store...)...)), &listed); err != nil {
+		t.Fatal(err)
+	}
+	if len(listed) != 1 || listed[0]["id"] != m[1] || listed[0]["expires_at"] != "2099-01-01T00:00:00Z" {
+		t.Errorf("list --json = %v", listed)
+	}
+	caddy(t, append([]string{"llm", "key", "revoke", m[1]}, store...)...)
+	wantRefused(t, g, key, "api_key_revoked", 2*time.Second)
+	var row string
+	if err := db.QueryRowContext(context.Background(), `SELECT CONCAT_WS('|', id, key_hash, user_name, team, name, models) FROM `+table).Scan(&row); err != nil {
+		t.Fatal(err)
+	}
+	if secret := key[len("sk-llm-")+13:]; strings.Contains(row, secret[:16]) || !strings.Contains(row, m[1]) {
+		t.Errorf("the row %q holds the secret, or is not the key's", row)
 	}
 }
