@@ -144,7 +144,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	id, err := h.authenticate(r.Context(), key)
-	if refusal := (*Refusal)(nil); errors.As(err, &refusal) {
+	var refusal *Refusal
+	if errors.As(err, &refusal) {
 		unauthorized(w, r, refusal.Code, refusal.Reason)
 		return nil
 	}

@@ -179,6 +179,8 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 		"llm_auth {\nstatic {\nkey k {\nmodels a* b?\n}\n}\n}",
 		"llm_auth {\nstatic {\nkey\n}\n}",
 		"llm_auth {\nfake {\nfail x\n}\n}",
+		"llm_auth {\ndatabase sqlite ./k.db {\ntable t\ncache_ttl 1s\nnegative_cache_ttl 1s\n}\nstatic {\nid_secret s\nkey k\n}\n}",
+		"llm_auth {\ndatabase postgres://u@h/db\n}",
 	} {
 		f.Add(seed)
 	}

@@ -3,6 +3,7 @@ package auth
 import (
 	"encoding/json"
 	"errors"
+	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -134,7 +135,8 @@ func decodeChange(r *http.Request) (KeyChange, error) {
 	var c KeyChange
 	dec := json.NewDecoder(http.MaxBytesReader(nil, r.Body, 1<<20))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&c); err != nil {
+	// An empty body is a key with no settings: every model, no limit.
+	if err := dec.Decode(&c); err != nil && !errors.Is(err, io.EOF) {
 		return c, adminapi.Error(http.StatusBadRequest, "the body is not a key's settings in JSON: %v", err)
 	}
 	return c, nil

@@ -253,6 +253,10 @@ func TestKeyAdminAPI(t *testing.T) {
 	if err := ask(g, key); err != nil {
 		t.Fatalf("the new key: %v", err)
 	}
+	// No body: a key with no settings.
+	if bare := admin("POST", "/llm/keys", "", http.StatusCreated); bare["user"] != nil || bare["models"] != nil || bare["status"] != "active" {
+		t.Errorf("POST without a body answered %v", bare)
+	}
 
 	list := admin("GET", "/llm/keys?user=bob", "", http.StatusOK)["list"].([]any)
 	if len(list) != 1 || list[0].(map[string]any)["id"] != id {
@@ -291,6 +295,7 @@ func TestKeyAdminAPI(t *testing.T) {
 		{"POST", "/llm/keys", `{"colour": "red"}`, http.StatusBadRequest, "colour"},
 		{"POST", "/llm/keys", `{"budget_period": "hourly"}`, http.StatusBadRequest, "'hourly' is not a period"},
 		{"PUT", "/llm/keys/" + id, `{}`, http.StatusMethodNotAllowed, "not a key operation"},
+		{"POST", "/llm/keys/" + id, `{}`, http.StatusMethodNotAllowed, "not a key operation"},
 		{"GET", "/llm/keys?store=elsewhere", "", http.StatusNotFound, "no key store 'elsewhere'"},
 	} {
 		got := admin(tc.method, tc.path, tc.body, tc.status)
