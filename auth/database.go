@@ -203,6 +203,7 @@ type keyStore struct {
 	maxTTL  atomic.Int64
 	lookups singleflight.Group
 
+	touchEvery time.Duration
 	stop, done chan struct{}
 }
 
@@ -226,8 +227,11 @@ func newKeyStore(dialect, dsn, table string) (*keyStore, error) {
 		logger: caddy.Log().Named("llm.auth.database"),
 		used:   map[string]time.Time{},
 		cache:  map[string]*cacheEntry{},
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		// Read here, on the provisioning goroutine, not in touchLoop:
+		// tests change it between stores.
+		touchEvery: touchInterval,
+		stop:       make(chan struct{}),
+		done:       make(chan struct{}),
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), lookupTimeout)
 	defer cancel()
@@ -408,7 +412,7 @@ func (s *keyStore) touch(id string, at time.Time) {
 
 func (s *keyStore) touchLoop() {
 	defer close(s.done)
-	tick := time.NewTicker(touchInterval)
+	tick := time.NewTicker(s.touchEvery)
 	defer tick.Stop()
 	for {
 		select {
