@@ -47,19 +47,13 @@ type Authenticator interface {
 // Responses, all OpenAI-style JSON errors:
 //
 //   - 401 `missing_api_key`: no key was sent;
-//
 //   - 401 `invalid_api_key`: no authenticator knows the key;
-//
 //   - 503 `auth_unavailable`: an authenticator could not check the key;
-//
 //   - 403 `model_not_allowed`: the key's model scope excludes the model;
-//
 //   - 400 / 413: the body could not be read to check the scope (only for
 //     keys with a model scope; other keys never make the handler read the body).
-//
 //   - 429 `rate_limit_exceeded` / `insufficient_quota`: over one of the key's
 //     limits, or a budget it shares (see LimitSettings);
-//
 //   - 503 `limits_unavailable`: the limits store cannot answer and
 //     on_store_error says fail_closed for one of the key's limits.
 //
