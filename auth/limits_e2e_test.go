@@ -558,3 +558,111 @@ func TestLimitStoreErrors(t *testing.T) {
 		waitBack(spend, false)
 	})
 }
+
+// TestLimitFleet runs two gateways, this process and a child, sharing one
+// Redis, and loads both at once: the limits hold across the fleet.
+func TestLimitFleet(t *testing.T) {
+	prefix := fmt.Sprintf("llmtest:fleet:%d:", time.Now().UnixNano())
+	t.Cleanup(func() { llmtest.ClearRedis(t, llmtest.RedisURL, prefix) })
+	p := params("hello there", 20)
+	_, est := estimate(t, p, 20)
+	budget := 40*realMicro + est/2 // 40 calls' worth
+	site := limitsSite(`key sk-fleet-rpm {
+				rpm 20
+			}
+			key sk-fleet-conc {
+				max_concurrent 3
+			}
+			key sk-fleet-budget {
+				budget `+usd(budget)+`
+			}
+			key sk-fleet-under {
+				budget `+usd(budget)+`
+			}`, `limits redis `+llmtest.RedisURL+` {
+			prefix `+prefix+`
+		}
+		default_max_tokens 1`)
+	fake := &fakellm.Server{APIKey: llmtest.UpstreamKey, KeepRequests: -1, Behavior: fakellm.Behavior{ChunkDelay: 20 * time.Millisecond}}
+	g := llmtest.Start(t, fake, site)
+	child := g.StartProcess(t, site)
+	urls := []string{g.URL, child.URL}
+	clients := func(key string) []openai.Client {
+		return []openai.Client{sdk(urls[0], key), sdk(urls[1], key)}
+	}
+
+	t.Run("rpm", func(t *testing.T) {
+		cs := clients("sk-fleet-rpm")
+		freshWindow(t)
+		got := byStatus(concurrently(60, func(i int) answer { return chat(t, cs[i%2], params("hi", 0)) }))
+		if len(got[200]) != 20 || len(got[429]) != 40 {
+			t.Fatalf("rpm 20 across two instances: %d successes, %d refusals; want 20 and 40", len(got[200]), len(got[429]))
+		}
+		for _, a := range got[429] {
+			wantRefusal(t, a, "rate_limit_exceeded", "requests")
+		}
+	})
+
+	t.Run("max_concurrent", func(t *testing.T) {
+		cs := clients("sk-fleet-conc")
+		got := byStatus(concurrently(12, func(i int) answer { return chat(t, cs[i%2], params("hi", 0)) }))
+		if len(got[200]) != 3 || len(got[429]) != 9 {
+			t.Fatalf("max_concurrent 3 across two instances: %d successes, %d refusals; want 3 and 9", len(got[200]), len(got[429]))
+		}
+	})
+
+	// spend runs waves of concurrent calls on both instances until the key
+	// is refused everywhere, and returns the real spend in micro-USD.
+	spend := func(t *testing.T, key string, p openai.ChatCompletionNewParams) (micro int64, served int) {
+		cs := clients(key)
+		for wave := 0; ; wave++ {
+			got := byStatus(concurrently(16, func(i int) answer { return chat(t, cs[i%2], p) }))
+			for _, a := range got[200] {
+				micro += a.usage.PromptTokens*inputMicro + a.usage.CompletionTokens*outputMicro
+			}
+			served += len(got[200])
+			for status, as := range got {
+				if status != 200 && status != 429 {
+					t.Fatalf("status %d: %s", status, as[0].msg)
+				}
+			}
+			if len(got[200]) == 0 {
+				return micro, served
+			}
+			if wave > 50 {
+				t.Fatal("the budget never ran out")
+			}
+		}
+	}
+
+	t.Run("budget", func(t *testing.T) {
+		// Every call names max_tokens, so its reservation covers its cost:
+		// the budget is never overspent.
+		micro, served := spend(t, "sk-fleet-budget", p)
+		t.Logf("budget $%s, spent $%s in %d calls, 16 at a time over two instances", usd(budget), usd(micro), served)
+		if micro > budget {
+			t.Fatalf("spent $%s of a $%s budget", usd(micro), usd(budget))
+		}
+		if served < 40-16 {
+			t.Errorf("only %d calls served of a budget for 40: reservations refused too early", served)
+		}
+	})
+
+	t.Run("budget_underestimated", func(t *testing.T) {
+		// No max_tokens and default_max_tokens 1, and replies of 50
+		// tokens: each call reserves far less than it costs, so the calls
+		// in flight when the budget runs out overspend it, by their
+		// shortfall at most.
+		fake.SetBehavior(fakellm.Behavior{Chunks: 50, ChunkDelay: 2 * time.Millisecond})
+		defer fake.SetBehavior(fakellm.Behavior{ChunkDelay: 20 * time.Millisecond})
+		under := params("hello there", 0)
+		_, est := estimate(t, under, 1)
+		real := int64(2*inputMicro + 50*outputMicro)
+		micro, served := spend(t, "sk-fleet-under", under)
+		bound := budget + 16*(real-est)
+		t.Logf("budget $%s, spent $%s in %d calls; bound $%s (16 in flight, each reserving $%s of its $%s)",
+			usd(budget), usd(micro), served, usd(bound), usd(est), usd(real))
+		if micro > bound {
+			t.Fatalf("spent $%s, over the bound $%s", usd(micro), usd(bound))
+		}
+	})
+}

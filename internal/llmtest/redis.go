@@ -2,12 +2,15 @@ package llmtest
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Redis is a redis-server of the test's own on a free port, without
@@ -81,4 +84,24 @@ func (r *Redis) ping() bool {
 	}
 	line, err := bufio.NewReader(c).ReadString('\n')
 	return err == nil && strings.HasPrefix(line, "+PONG")
+}
+
+// ClearRedis deletes the keys under prefix from the Redis at url, for a
+// test's cleanup.
+func ClearRedis(t testing.TB, url, prefix string) {
+	t.Helper()
+	opts, err := redis.ParseURL(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := redis.NewClient(opts)
+	defer c.Close()
+	ctx := context.Background()
+	iter := c.Scan(ctx, 0, prefix+"*", 1000).Iterator()
+	for iter.Next(ctx) {
+		c.Del(ctx, iter.Val())
+	}
+	if err := iter.Err(); err != nil {
+		t.Errorf("clearing %s* from Redis: %v", prefix, err)
+	}
 }
