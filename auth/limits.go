@@ -170,10 +170,17 @@ func (h *Handler) validateLimits() error {
 			return fmt.Errorf("on_store_error %s: '%s' is neither fail_open nor fail_closed", name, v)
 		}
 	}
+	seen := make(map[SharedBudget]int, len(h.Budgets))
 	for i, b := range h.Budgets {
 		if (b.User == "") == (b.Team == "") {
 			return fmt.Errorf("budget #%d: set exactly one of user and team", i+1)
 		}
+		// Two budgets of one owner and period would share one counter.
+		owner := SharedBudget{User: b.User, Team: b.Team, Period: b.Period}
+		if j, dup := seen[owner]; dup {
+			return fmt.Errorf("budget #%d: budget #%d is already for the same %s and period", i+1, j+1, ownerName(b))
+		}
+		seen[owner] = i
 		if err := checkPeriod(b.Period); err != nil {
 			return fmt.Errorf("budget #%d: %w", i+1, err)
 		}
@@ -184,8 +191,8 @@ func (h *Handler) validateLimits() error {
 	return nil
 }
 
-// validateLimits checks one key's limits; the authenticators call it.
-func validateLimits(l llm.Limits) error {
+// checkLimits checks one key's limits; the authenticators call it.
+func checkLimits(l llm.Limits) error {
 	for _, f := range []struct {
 		name string
 		v    int64
@@ -204,6 +211,13 @@ func validateLimits(l llm.Limits) error {
 		return fmt.Errorf("budget: %w", err)
 	}
 	return nil
+}
+
+func ownerName(b SharedBudget) string {
+	if b.User != "" {
+		return "user '" + b.User + "'"
+	}
+	return "team '" + b.Team + "'"
 }
 
 func checkPeriod(p llm.Period) error {
@@ -479,6 +493,11 @@ func (s *limited) take(r *http.Request, now time.Time, checks []limit) (bool, []
 	if err == nil {
 		s.h.storeState.ok(s.h)
 		return applied, values, nil
+	}
+	if r.Context().Err() != nil {
+		// The client went away during the check: not the store's fault,
+		// and nobody to answer.
+		return false, nil, llm.Errorf(http.StatusServiceUnavailable, llm.TypeServer, "client_gone", "the request was cancelled")
 	}
 	decision := FailOpen
 	for i := range checks {

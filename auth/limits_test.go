@@ -129,6 +129,7 @@ func TestLimitsJSONErrors(t *testing.T) {
 		{`{` + strings.Replace(static, "%s", `{}`, 1) + `, "budgets": [{"budget": 1}]}`, "budget #1: set exactly one of user and team"},
 		{`{` + strings.Replace(static, "%s", `{}`, 1) + `, "budgets": [{"user": "a", "team": "b", "budget": 1}]}`, "budget #1: set exactly one of user and team"},
 		{`{` + strings.Replace(static, "%s", `{}`, 1) + `, "budgets": [{"user": "a", "budget": 0}]}`, "budget #1: the budget must be a positive amount"},
+		{`{` + strings.Replace(static, "%s", `{}`, 1) + `, "budgets": [{"team": "a", "budget": 1}, {"team": "a", "budget": 2}]}`, "budget #2: budget #1 is already for the same team 'a' and period"},
 		{`{` + strings.Replace(static, "%s", `{}`, 1) + `, "default_max_tokens": -5}`, "default_max_tokens must not be negative"},
 		{`{` + strings.Replace(static, "%s", `{}`, 1) + `, "limits": {"store": "redis"}}`, "limits redis needs the server's URL"},
 	} {

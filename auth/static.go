@@ -106,7 +106,7 @@ func (s *Static) Provision(caddy.Context) error {
 		if err := k.Models.Validate(); err != nil {
 			return fmt.Errorf("%s: %w", keyLabel(i, id), err)
 		}
-		if err := validateLimits(k.Limits); err != nil {
+		if err := checkLimits(k.Limits); err != nil {
 			return fmt.Errorf("%s: %w", keyLabel(i, id), err)
 		}
 		keyAt[digest], idAt[id] = i, i
