@@ -1,0 +1,24 @@
+package openai_test
+
+import (
+	"testing"
+
+	"github.com/llmoneapi/llmoneapi/internal/wiretest"
+	"github.com/llmoneapi/llmoneapi/wire"
+	"github.com/llmoneapi/llmoneapi/wire/openai"
+)
+
+var codec = wiretest.Codec{
+	DecodeRequest:    openai.DecodeRequest,
+	EncodeRequest:    openai.EncodeRequest,
+	DecodeResponse:   openai.DecodeResponse,
+	EncodeResponse:   openai.EncodeResponse,
+	NewStreamDecoder: func() wiretest.StreamDecoder { return &openai.StreamDecoder{} },
+	NewStreamEncoder: func() wiretest.StreamEncoder { return openai.NewStreamEncoder(true) },
+	DecodeError:      openai.DecodeError,
+	EncodeError:      openai.EncodeError,
+}
+
+func TestGolden(t *testing.T) { wiretest.RunGolden(t, codec) }
+
+var _ = wire.EventStart
