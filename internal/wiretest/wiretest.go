@@ -361,3 +361,156 @@ func AddSeeds(f *testing.F, patterns ...string) {
 		}
 	}
 }
+
+// FuzzRequest fuzzes a codec's request decoder, seeded with the package's
+// request fixtures: whatever it accepts must encode into valid JSON that
+// decodes again.
+func FuzzRequest(f *testing.F, c Codec) {
+	AddSeeds(f, "testdata/request/*.json")
+	f.Fuzz(func(t *testing.T, body []byte) {
+		req, err := c.DecodeRequest(body)
+		if err != nil {
+			return
+		}
+		out, _, err := c.EncodeRequest(req)
+		if err != nil {
+			t.Fatalf("decoded %q but cannot encode it: %v", body, err)
+		}
+		if _, err := c.DecodeRequest(out); err != nil {
+			t.Fatalf("encoding %s does not decode: %v", out, err)
+		}
+	})
+}
+
+// FuzzResponse fuzzes a codec's response decoder, seeded with the package's
+// response fixtures.
+func FuzzResponse(f *testing.F, c Codec) {
+	AddSeeds(f, "testdata/response/*.json")
+	f.Fuzz(func(t *testing.T, body []byte) {
+		resp, err := c.DecodeResponse(body)
+		if err != nil {
+			return
+		}
+		out, err := c.EncodeResponse(resp)
+		if err != nil {
+			t.Fatalf("decoded %q but cannot encode it: %v", body, err)
+		}
+		if _, err := c.DecodeResponse(out); err != nil {
+			t.Fatalf("encoding %s does not decode: %v", out, err)
+		}
+	})
+}
+
+// FuzzStream fuzzes a codec's stream decoder with whole SSE streams, seeded
+// with the package's stream fixtures: whatever it reads must encode into
+// events that decode again.
+func FuzzStream(f *testing.F, c Codec) {
+	AddSeeds(f, "testdata/stream/*.sse")
+	f.Fuzz(func(t *testing.T, body []byte) {
+		r := sse.NewReader(bytes.NewReader(body), 1<<16)
+		d := c.NewStreamDecoder()
+		var evs []wire.Event
+		for {
+			ev, err := r.Next()
+			if err != nil {
+				break
+			}
+			if evs, err = d.Decode(evs, ev.Data); err != nil {
+				return
+			}
+		}
+		out := c.EncodeStream(evs)
+		_, data := SSE(t, out)
+		d = c.NewStreamDecoder()
+		for _, p := range data {
+			var err error
+			if _, err = d.Decode(nil, p); err != nil {
+				t.Fatalf("encoded event %s does not decode: %v", p, err)
+			}
+		}
+	})
+}
+
+// FuzzError fuzzes a codec's error decoder: any body gives an error that
+// encodes.
+func FuzzError(f *testing.F, c Codec) {
+	AddSeeds(f, "testdata/error/*.json")
+	f.Fuzz(func(t *testing.T, body []byte) {
+		e := c.DecodeError(500, body)
+		if e == nil || e.Status == 0 || e.Kind == "" {
+			t.Fatalf("DecodeError(%q) = %+v", body, e)
+		}
+		if !json.Valid(c.EncodeError(e)) {
+			t.Fatalf("EncodeError(%+v) is not JSON", e)
+		}
+	})
+}
+
+// Benchmark measures each translation direction of a codec over the
+// canonical fixtures and the package's own fixtures.
+func Benchmark(b *testing.B, c Codec) {
+	req := CanonicalRequest(b, Canonical+"/request/tools.json")
+	resp := CanonicalResponse(b, Canonical+"/response/tool_calls.json")
+	evs := CanonicalEvents(b, Canonical+"/stream/tools.json")
+	reqBody, _, _ := c.EncodeRequest(req)
+	respBody, _ := c.EncodeResponse(resp)
+	streamBody := c.EncodeStream(evs)
+	_, chunks := SSE(b, streamBody)
+	b.Run("EncodeRequest", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, _, err := c.EncodeRequest(req); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("DecodeRequest", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(reqBody)))
+		for b.Loop() {
+			if _, err := c.DecodeRequest(reqBody); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("EncodeResponse", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := c.EncodeResponse(resp); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("DecodeResponse", func(b *testing.B) {
+		b.ReportAllocs()
+		b.SetBytes(int64(len(respBody)))
+		for b.Loop() {
+			if _, err := c.DecodeResponse(respBody); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	// Per event: what one streamed chunk costs in each direction.
+	b.Run("EncodeStreamEvent", func(b *testing.B) {
+		b.ReportAllocs()
+		var buf []byte
+		for b.Loop() {
+			e := c.NewStreamEncoder()
+			for i := range evs {
+				buf = e.Encode(buf[:0], &evs[i])
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(evs)), "ns/event")
+	})
+	b.Run("DecodeStreamEvent", func(b *testing.B) {
+		b.ReportAllocs()
+		var out []wire.Event
+		for b.Loop() {
+			d := c.NewStreamDecoder()
+			for _, p := range chunks {
+				out, _ = d.Decode(out[:0], p)
+			}
+		}
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(chunks)), "ns/event")
+	})
+}

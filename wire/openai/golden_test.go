@@ -4,7 +4,6 @@ import (
 	"testing"
 
 	"github.com/llmoneapi/llmoneapi/internal/wiretest"
-	"github.com/llmoneapi/llmoneapi/wire"
 	"github.com/llmoneapi/llmoneapi/wire/openai"
 )
 
@@ -21,4 +20,9 @@ var codec = wiretest.Codec{
 
 func TestGolden(t *testing.T) { wiretest.RunGolden(t, codec) }
 
-var _ = wire.EventStart
+func FuzzDecodeRequest(f *testing.F)  { wiretest.FuzzRequest(f, codec) }
+func FuzzDecodeResponse(f *testing.F) { wiretest.FuzzResponse(f, codec) }
+func FuzzDecodeStream(f *testing.F)   { wiretest.FuzzStream(f, codec) }
+func FuzzDecodeError(f *testing.F)    { wiretest.FuzzError(f, codec) }
+
+func BenchmarkTranslate(b *testing.B) { wiretest.Benchmark(b, codec) }
