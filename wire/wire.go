@@ -92,6 +92,10 @@ type ToolCall struct {
 	// Arguments is the call's arguments, a JSON object as text; "{}" for
 	// none.
 	Arguments string `json:"arguments"`
+	// Signature is an opaque signature of the call that its provider wants
+	// back in later turns (Gemini's thoughtSignature); formats without a
+	// place for it drop it.
+	Signature string `json:"signature,omitempty"`
 }
 
 // ToolResult is the result of a tool call, sent back to the model.
@@ -320,7 +324,9 @@ type Event struct {
 	// of a tool-call delta.
 	Text string
 	// Signature is a reasoning delta's signature (Anthropic's
-	// signature_delta); Redacted marks it as encrypted reasoning.
+	// signature_delta), or a tool call's on EventToolCallStart (Gemini's
+	// thoughtSignature); Redacted marks a reasoning delta as encrypted
+	// reasoning.
 	Signature string
 	Redacted  bool
 	// Index is a tool call's position among the response's tool calls
