@@ -383,6 +383,9 @@ func encodeParts(parts []wire.Part, note func(string)) []block {
 			}
 		case wire.PartToolCall:
 			b.Type, b.ID, b.Name, b.Input = "tool_use", ToolID(p.ToolCall.ID), p.ToolCall.Name, wire.ArgumentsJSON(p.ToolCall.Arguments)
+			if p.ToolCall.Signature != "" {
+				note("tool_call.signature")
+			}
 		case wire.PartToolResult:
 			b.Type, b.ToolUseID, b.IsError = "tool_result", ToolID(p.ToolResult.CallID), p.ToolResult.IsError
 			inner := encodeParts(p.ToolResult.Content, note)

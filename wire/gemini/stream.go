@@ -36,7 +36,15 @@ func (d *StreamDecoder) Decode(dst []wire.Event, data []byte) ([]wire.Event, err
 	}
 	if !d.started {
 		d.started, d.id = true, c.ResponseID
-		dst = append(dst, wire.Event{Type: wire.EventStart, ID: c.ResponseID, Model: c.ModelVersion})
+		start := wire.Event{Type: wire.EventStart, ID: c.ResponseID, Model: c.ModelVersion}
+		if c.UsageMetadata != nil {
+			// The first chunk already counts the input, which a client
+			// of a format that reports it up front wants at the start.
+			start.Usage = &llm.Usage{PromptTokens: c.UsageMetadata.PromptTokenCount + c.UsageMetadata.ToolUsePromptTokenCount,
+				CachedTokens: c.UsageMetadata.CachedContentTokenCount}
+			start.Usage.TotalTokens = start.Usage.PromptTokens
+		}
+		dst = append(dst, start)
 	}
 	finish := ""
 	if len(c.Candidates) > 0 {

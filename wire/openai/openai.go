@@ -352,10 +352,14 @@ func EncodeRequest(req *wire.Request) ([]byte, []string, error) {
 		FrequencyPenalty: req.FrequencyPenalty,
 		Stream:           req.Stream,
 		User:             req.User,
-		// max_completion_tokens is OpenAI's current name, but many
-		// compatible servers know only max_tokens, which OpenAI still takes
-		// for non-reasoning models.
-		MaxTokens: req.MaxTokens,
+	}
+	// max_completion_tokens is OpenAI's current name, and the only one its
+	// reasoning models take; many compatible servers know only max_tokens,
+	// which OpenAI still takes for other models.
+	if req.Reasoning != nil && !req.Reasoning.Disabled {
+		out.MaxCompletionTokens = req.MaxTokens
+	} else {
+		out.MaxTokens = req.MaxTokens
 	}
 	if req.Stream {
 		out.StreamOptions = &streamOptions{IncludeUsage: true}
@@ -436,6 +440,9 @@ func encodeMessage(m wire.Message) ([]message, []string) {
 			case wire.PartToolCall:
 				out.ToolCalls = append(out.ToolCalls, toolCall{ID: p.ToolCall.ID, Type: "function",
 					Function: functionCall{Name: p.ToolCall.Name, Arguments: p.ToolCall.Arguments}})
+				if p.ToolCall.Signature != "" {
+					dropped = wire.Note(dropped, "tool_call.signature")
+				}
 			case wire.PartReasoning:
 				// Thinking from another provider cannot be sent back to it
 				// through this format; reasoning_content is the text only.
@@ -485,8 +492,9 @@ func encodeMessage(m wire.Message) ([]message, []string) {
 	return out, dropped
 }
 
-// encodeContent writes text and image parts: one text part as a plain
-// string, anything else as an array of parts; nil for no parts.
+// encodeContent writes text and image parts: text alone as a plain string
+// (its parts joined by newlines, since some compatible servers take only
+// strings), anything else as an array of parts; nil for no parts.
 func encodeContent(parts []wire.Part) (json.RawMessage, []string) {
 	var dropped []string
 	var out []contentPart
@@ -506,12 +514,25 @@ func encodeContent(parts []wire.Part) (json.RawMessage, []string) {
 	switch {
 	case len(out) == 0:
 		return nil, dropped
-	case len(out) == 1 && out[0].Type == "text":
-		b, _ := json.Marshal(out[0].Text)
+	case allText(out):
+		texts := make([]string, len(out))
+		for i, p := range out {
+			texts[i] = p.Text
+		}
+		b, _ := json.Marshal(strings.Join(texts, "\n"))
 		return b, dropped
 	}
 	b, _ := json.Marshal(out)
 	return b, dropped
+}
+
+func allText(parts []contentPart) bool {
+	for _, p := range parts {
+		if p.Type != "text" {
+			return false
+		}
+	}
+	return true
 }
 
 // usage is OpenAI's usage object.
