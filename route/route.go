@@ -34,6 +34,10 @@ type Catalog interface {
 	List() []*Model
 }
 
+// selfProber is a catalog that runs the active health checks of its models
+// itself, because they change while the config runs.
+type selfProber interface{ probesItself() }
+
 // Handler serves the OpenAI API: POST /v1/chat/completions, /v1/completions
 // and /v1/embeddings, and GET /v1/models and /v1/models/{model}. It finds the
 // requested model in its catalogs, forwards the call to one of the model's
@@ -90,7 +94,23 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.catalogs = append(h.catalogs, c)
 	}
-	h.probes = startProber(h.logger, h.allModels())
+	// A catalog whose models change while the config runs (llm.route.file)
+	// health-checks its models itself.
+	own := make(map[*Model]bool)
+	for _, c := range h.catalogs {
+		if _, ok := c.(selfProber); ok {
+			for _, m := range c.List() {
+				own[m] = true
+			}
+		}
+	}
+	var probed []*Model
+	for _, m := range h.allModels() {
+		if !own[m] {
+			probed = append(probed, m)
+		}
+	}
+	h.probes = startProber(h.logger, probed)
 	register(h)
 	return nil
 }
