@@ -24,6 +24,7 @@ import (
 	// The packages register their modules when imported.
 	_ "github.com/llmoneapi/llmoneapi/auth"
 	_ "github.com/llmoneapi/llmoneapi/internal/adminapi"
+	_ "github.com/llmoneapi/llmoneapi/internal/importer"
 	_ "github.com/llmoneapi/llmoneapi/route"
 	_ "github.com/llmoneapi/llmoneapi/route/providers"
 	_ "github.com/llmoneapi/llmoneapi/stats"

@@ -421,7 +421,7 @@ func decodeOwnModel(node *yaml.Node) (*Model, error) {
 	}
 	for _, u := range m.Upstreams {
 		if u != nil {
-			u.URL, u.APIKey = envPlaceholders(u.URL), envPlaceholders(u.APIKey)
+			u.URL, u.APIKey = EnvPlaceholders(u.URL), EnvPlaceholders(u.APIKey)
 		}
 	}
 	return &m, nil
@@ -429,8 +429,8 @@ func decodeOwnModel(node *yaml.Node) (*Model, error) {
 
 var envVar = regexp.MustCompile(`\$\{([A-Za-z_][A-Za-z0-9_]*)\}`)
 
-// envPlaceholders turns ${NAME} into Caddy's {env.NAME}.
-func envPlaceholders(s string) string { return envVar.ReplaceAllString(s, "{env.$1}") }
+// EnvPlaceholders turns each ${NAME} in s into Caddy's placeholder {env.NAME}.
+func EnvPlaceholders(s string) string { return envVar.ReplaceAllString(s, "{env.$1}") }
 
 // pythonPrices are the price fields of an LLM One API model, USD per
 // thousand tokens.
@@ -598,8 +598,8 @@ func (pu pythonUpstream) upstream() (*Upstream, error) {
 	}
 	u := &Upstream{
 		ProviderRaw: caddyconfig.JSONModuleObject(struct{}{}, "name", adapter, nil),
-		URL:         envPlaceholders(pu.APIBase),
-		APIKey:      envPlaceholders(pu.APIKey),
+		URL:         EnvPlaceholders(pu.APIBase),
+		APIKey:      EnvPlaceholders(pu.APIKey),
 	}
 	if pu.Weight != nil {
 		if *pu.Weight < 0 {
