@@ -13,7 +13,6 @@ import (
 
 	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 	"github.com/openai/openai-go/v3"
-	"github.com/openai/openai-go/v3/option"
 
 	"github.com/llmoneapi/llmoneapi/internal/fakellm"
 	"github.com/llmoneapi/llmoneapi/internal/llmtest"
@@ -137,10 +136,7 @@ func sendTraffic(t *testing.T, g *llmtest.Gateway, broken string) *traffic {
 	upstream := strings.TrimSuffix(strings.TrimPrefix(g.Upstream, "http://"), "/v1")
 	tr := &traffic{groups: map[string]map[string]*totals{}}
 	ctx := context.Background()
-	client := func(key string) openai.Client {
-		return openai.NewClient(option.WithBaseURL(g.URL+"/v1"), option.WithAPIKey(key), option.WithMaxRetries(0))
-	}
-	alice, bob := client("sk-alice-0123456789"), client("sk-bob-0123456789")
+	alice, bob := llmtest.OpenAI(g.URL, "sk-alice-0123456789"), llmtest.OpenAI(g.URL, "sk-bob-0123456789")
 	chat := func(c openai.Client, user, key, model, prompt string) {
 		resp, err := c.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
 			Model:    model,

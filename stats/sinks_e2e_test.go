@@ -19,7 +19,6 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/metrics" // the admin endpoint's /metrics
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/openai/openai-go/v3"
-	"github.com/openai/openai-go/v3/option"
 
 	"github.com/llmoneapi/llmoneapi/internal/llmtest"
 	"github.com/llmoneapi/llmoneapi/stats"
@@ -49,9 +48,7 @@ func site(recorders string) string {
 `
 }
 
-func client(g *llmtest.Gateway) openai.Client {
-	return openai.NewClient(option.WithBaseURL(g.URL+"/v1"), option.WithAPIKey("sk-e2e-alice"), option.WithMaxRetries(0))
-}
+func client(g *llmtest.Gateway) openai.Client { return llmtest.OpenAI(g.URL, "sk-e2e-alice") }
 
 // tally counts the requests a load sent and the answers it got.
 type tally struct {
