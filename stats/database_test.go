@@ -359,3 +359,41 @@ func TestDatabaseBadConfigFailsAtLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestDatabaseSlowWritesSpool: while another session holds the table
+// locked, writes time out into the spool without holding the worker up,
+// and are written once the lock goes.
+func TestDatabaseSlowWritesSpool(t *testing.T) {
+	d := newDatabase(t, map[string]any{"dialect": "postgres", "dsn": testPostgres, "table": uniqueTable(t), "write_timeout": "200ms"})
+	db := d.store.db.Load()
+	lock, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.Exec("LOCK TABLE " + d.Table + " IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for i := range 3 {
+		if err := d.RecordBatch(context.Background(), []llm.Call{sampleCall(fmt.Sprint("slow-", i), time.Now())}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("three writes to a locked table took %v with a 200ms write timeout", took)
+	}
+	if !d.store.spool.pending() {
+		t.Fatal("nothing spooled while the table was locked")
+	}
+	_ = lock.Rollback()
+
+	deadline := time.Now().Add(10 * time.Second)
+	var n int
+	for time.Now().Before(deadline) {
+		if err := db.QueryRow("SELECT COUNT(*) FROM " + d.Table).Scan(&n); err == nil && n == 3 && !d.store.spool.pending() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%d rows after the lock went, want 3 (spool pending: %v)", n, d.store.spool.pending())
+}
