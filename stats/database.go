@@ -531,30 +531,43 @@ func (s *usageStore) loop(ctx context.Context) {
 // replay writes the spooled records in order, a batch at a time, until
 // the spool is empty or a write fails.
 func (s *usageStore) replay(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for s.spool.pending() {
+	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		calls, end, bad, err := s.spool.next(s.settings.Load().batch)
+		done, err := s.replayBatch(ctx)
 		if err != nil {
 			return err
 		}
-		if bad > 0 {
-			s.logger.Error("stats spool lines unreadable; skipped", zap.String("spool", s.spool.path), zap.Int("lines", bad))
-		}
-		if len(calls) > 0 {
-			if err := s.insertRows(ctx, calls); err != nil {
-				return err
-			}
-		}
-		if err := s.spool.commit(end); err != nil {
-			return err
+		if done {
+			s.up()
+			return nil
 		}
 	}
-	s.up()
-	return nil
+}
+
+// replayBatch writes the next batch of the spool, holding the write lock
+// for that batch only, so that the worker's own writes (which go to the
+// spool's end meanwhile) are not held up by a long replay.
+func (s *usageStore) replayBatch(ctx context.Context) (done bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.spool.pending() {
+		return true, nil
+	}
+	calls, end, bad, err := s.spool.next(s.settings.Load().batch)
+	if err != nil {
+		return false, err
+	}
+	if bad > 0 {
+		s.logger.Error("stats spool lines unreadable; skipped", zap.String("spool", s.spool.path), zap.Int("lines", bad))
+	}
+	if len(calls) > 0 {
+		if err := s.insertRows(ctx, calls); err != nil {
+			return false, err
+		}
+	}
+	return false, s.spool.commit(end)
 }
 
 // purge deletes the rows older than the retention.
