@@ -29,6 +29,9 @@ func TestMain(m *testing.M) { llmtest.Main(m) }
 // a few tokens make whole thousandths of a dollar.
 func limitsSite(keys, settings string) string {
 	return `:{PORT} {
+	llm_stats {
+		log
+	}
 	llm_auth {
 		static {
 ` + keys + `
@@ -139,6 +142,31 @@ func toAnswer(t *testing.T, resp *http.Response, err error, usage func() openai.
 	}
 	return answer{status: resp.StatusCode, header: resp.Header, usage: usage()}
 }
+
+// reload loads site into g and waits until the new config serves: the
+// connections the old one held are closed as it stops.
+func reload(t *testing.T, g *llmtest.Gateway, site string) {
+	t.Helper()
+	g.Load(site)
+	client := &http.Client{Transport: &http.Transport{}, Timeout: time.Second}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := client.Get(g.URL + "/v1/models")
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway does not answer after a reload: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// finished waits until the gateway has finished n calls in all: llm_stats
+// logs each once llm_auth has settled it, a moment after the client read
+// the end of the answer.
+func finished(t *testing.T, g *llmtest.Gateway, n int) { g.StatsLines(t, n) }
 
 // concurrently runs n calls at once and returns their answers.
 func concurrently(n int, call func(i int) answer) []answer {
@@ -271,11 +299,9 @@ func TestLimitConcurrency(t *testing.T) {
 		if a := stream(t, c, params("hi", 0)); a.status != 200 {
 			t.Fatalf("cut stream %d: status %d %s", i, a.status, a.code)
 		}
+		finished(t, g, 6+i+1)
 	}
 	fake.SetBehavior(fakellm.Behavior{})
-	// A slot is freed as the gateway finishes the call, a moment after the
-	// client read the end of it.
-	time.Sleep(100 * time.Millisecond)
 	got = byStatus(concurrently(2, func(int) answer { return stream(t, c, params("hi", 0)) }))
 	if len(got[200]) != 2 {
 		t.Fatalf("after the calls ended: %d of 2 streams served, want both", len(got[200]))
@@ -312,6 +338,7 @@ func TestLimitTPM(t *testing.T) {
 	}
 	// Settled: the window now holds the real usage, not the reservations,
 	// and the next call's headers say what is left after its reservation.
+	finished(t, g, 8)
 	a := chat(t, c, p)
 	if a.status != 200 {
 		t.Fatalf("after settlement: status %d %s %s", a.status, a.code, a.msg)
@@ -338,13 +365,16 @@ func TestLimitQuota(t *testing.T) {
 	}
 	// Each call is settled at its 7 real tokens: calls go on until the
 	// next reservation no longer fits.
-	used := int64(14)
+	used, calls := int64(14), 5
 	for used+est <= quota {
+		finished(t, g, calls)
 		if a := chat(t, c, p); a.status != 200 {
 			t.Fatalf("with %d of %d tokens used: status %d %s", used, quota, a.status, a.msg)
 		}
 		used += 7
+		calls++
 	}
+	finished(t, g, calls)
 	a := chat(t, c, p)
 	wantRefusal(t, a, "insufficient_quota", "insufficient_quota")
 	if want := fmt.Sprintf("Limit %d, Used %d, Requested %d", quota, used, est); !strings.Contains(a.msg, want) {
@@ -365,10 +395,11 @@ func TestLimitBudgetSettlesStreams(t *testing.T) {
 	c := sdk(g.URL, "sk-budget")
 	// Streams: usage arrives in the stream's last chunk, which the gateway
 	// asks for and keeps from a client that did not.
-	for range 3 {
+	for i := range 3 {
 		if a := stream(t, c, p); a.status != 200 {
 			t.Fatalf("stream: status %d %s", a.status, a.msg)
 		}
+		finished(t, g, i+1)
 	}
 	// A cut stream: no usage came, the reservation stands.
 	g.Fake.SetBehavior(fakellm.Behavior{DropAfter: 2})
@@ -376,6 +407,7 @@ func TestLimitBudgetSettlesStreams(t *testing.T) {
 		t.Fatalf("cut stream: status %d %s", a.status, a.code)
 	}
 	g.Fake.SetBehavior(fakellm.Behavior{})
+	finished(t, g, 4)
 	// What is left is less than one more reservation.
 	a := stream(t, c, p)
 	wantRefusal(t, a, "insufficient_quota", "insufficient_quota")
@@ -413,6 +445,7 @@ func TestLimitTeamBudget(t *testing.T) {
 		if r := chat(t, c, p); r.status != 200 {
 			t.Fatalf("call %d: %d %s", i, r.status, r.msg)
 		}
+		finished(t, g, i+1)
 	}
 	for _, c := range []openai.Client{a, b} {
 		r := chat(t, c, p)
@@ -442,7 +475,7 @@ func TestLimitMemoryCountersSurviveReload(t *testing.T) {
 			t.Fatalf("status %d", a.status)
 		}
 	}
-	g.Load(site)
+	reload(t, g, site)
 	c = sdk(g.URL, "sk-reload")
 	a := chat(t, c, params("hi", 0))
 	wantHeader(t, a, "X-Ratelimit-Remaining-Requests", "0")
@@ -541,7 +574,7 @@ func TestLimitStoreErrors(t *testing.T) {
 		waitBack(spend, false)
 	})
 	t.Run("fail_closed", func(t *testing.T) {
-		g.Load(limitsSite(keys, store+"\n\t\ton_store_error fail_closed"))
+		reload(t, g, limitsSite(keys, store+"\n\t\ton_store_error fail_closed"))
 		r.Stop()
 		wantUnavailable(rate, "rate key, Redis down")
 		wantUnavailable(spend, "budget key, Redis down")
@@ -549,7 +582,7 @@ func TestLimitStoreErrors(t *testing.T) {
 		waitBack(rate, true)
 	})
 	t.Run("fail_open", func(t *testing.T) {
-		g.Load(limitsSite(keys, store+"\n\t\ton_store_error budget fail_open"))
+		reload(t, g, limitsSite(keys, store+"\n\t\ton_store_error budget fail_open"))
 		r.Stop()
 		wantServed(rate, "rate key, Redis down")
 		wantServed(spend, "budget key, Redis down")
