@@ -181,7 +181,7 @@ func (h *Handler) validateLimits() error {
 			return fmt.Errorf("budget #%d: budget #%d is already for the same %s and period", i+1, j+1, ownerName(b))
 		}
 		seen[owner] = i
-		if err := checkPeriod(b.Period); err != nil {
+		if err := checkPeriod("period", b.Period); err != nil {
 			return fmt.Errorf("budget #%d: %w", i+1, err)
 		}
 		if !(b.Budget > 0) || math.IsInf(b.Budget, 0) {
@@ -191,7 +191,8 @@ func (h *Handler) validateLimits() error {
 	return nil
 }
 
-// checkLimits checks one key's limits; the authenticators call it.
+// checkLimits checks one key's limits; the authenticators call it, and the
+// key store before it saves a key.
 func checkLimits(l llm.Limits) error {
 	for _, f := range []struct {
 		name string
@@ -204,13 +205,10 @@ func checkLimits(l llm.Limits) error {
 	if l.Budget < 0 || math.IsNaN(l.Budget) || math.IsInf(l.Budget, 0) {
 		return fmt.Errorf("budget must be a non-negative amount of USD, got %v", l.Budget)
 	}
-	if err := checkPeriod(l.QuotaPeriod); err != nil {
-		return fmt.Errorf("quota: %w", err)
+	if err := checkPeriod("quota_period", l.QuotaPeriod); err != nil {
+		return err
 	}
-	if err := checkPeriod(l.BudgetPeriod); err != nil {
-		return fmt.Errorf("budget: %w", err)
-	}
-	return nil
+	return checkPeriod("budget_period", l.BudgetPeriod)
 }
 
 func ownerName(b SharedBudget) string {
@@ -218,14 +216,6 @@ func ownerName(b SharedBudget) string {
 		return "user '" + b.User + "'"
 	}
 	return "team '" + b.Team + "'"
-}
-
-func checkPeriod(p llm.Period) error {
-	switch p {
-	case llm.PeriodLifetime, llm.PeriodDaily, llm.PeriodWeekly, llm.PeriodMonthly:
-		return nil
-	}
-	return fmt.Errorf("period '%s' is not daily, weekly or monthly (or empty, for no renewal)", p)
 }
 
 // parseLimit parses the key subdirective d is on if it is a limit (rpm,
@@ -261,8 +251,8 @@ func parseLimit(d *caddyfile.Dispenser, l *llm.Limits) (bool, error) {
 			if len(args) == 2 {
 				l.QuotaPeriod = llm.Period(args[1])
 			}
-			if err := checkPeriod(l.QuotaPeriod); err != nil {
-				return true, d.Errf("quota: %v", err)
+			if err := checkPeriod("quota", l.QuotaPeriod); err != nil {
+				return true, d.Err(err.Error())
 			}
 		}
 		return true, nil
@@ -287,8 +277,8 @@ func parseBudget(d *caddyfile.Dispenser, args []string) (float64, llm.Period, er
 	if len(args) == 2 {
 		p = llm.Period(args[1])
 	}
-	if err := checkPeriod(p); err != nil {
-		return 0, "", d.Errf("budget: %v", err)
+	if err := checkPeriod("budget", p); err != nil {
+		return 0, "", d.Err(err.Error())
 	}
 	return usd, p, nil
 }

@@ -21,8 +21,6 @@ import (
 	"github.com/llmoneapi/llmoneapi/internal/llmtest"
 )
 
-func TestMain(m *testing.M) { llmtest.Main(m) }
-
 // limitsSite is a gateway whose llm_auth holds the keys given, with the
 // extra llm_auth settings given, in front of one priced model: $1000 per
 // million prompt tokens and $2000 per million completion tokens, so that
@@ -56,9 +54,9 @@ const (
 	realMicro   = 2*inputMicro + 5*outputMicro
 )
 
-// sdk returns an OpenAI client with connections of its own, so that a
+// limitClient returns an OpenAI client with connections of its own, so that a
 // reload closing the old config's connections cannot fail a later call.
-func sdk(url, key string) openai.Client {
+func limitClient(url, key string) openai.Client {
 	return openai.NewClient(option.WithBaseURL(url+"/v1"), option.WithAPIKey(key), option.WithMaxRetries(0),
 		option.WithHTTPClient(&http.Client{Transport: &http.Transport{}}))
 }
@@ -240,7 +238,7 @@ func TestLimitRPM(t *testing.T) {
 	g := llmtest.Start(t, nil, limitsSite(`key sk-rpm {
 				rpm 5
 			}`, ""))
-	c := sdk(g.URL, "sk-rpm")
+	c := limitClient(g.URL, "sk-rpm")
 	freshWindow(t)
 	got := byStatus(concurrently(12, func(int) answer { return chat(t, c, params("hi", 0)) }))
 	if len(got[200]) != 5 || len(got[429]) != 7 {
@@ -280,7 +278,7 @@ func TestLimitConcurrency(t *testing.T) {
 	g := llmtest.Start(t, fake, limitsSite(`key sk-conc {
 				max_concurrent 2
 			}`, ""))
-	c := sdk(g.URL, "sk-conc")
+	c := limitClient(g.URL, "sk-conc")
 	got := byStatus(concurrently(6, func(int) answer { return chat(t, c, params("hi", 0)) }))
 	if len(got[200]) != 2 || len(got[429]) != 4 {
 		t.Fatalf("got %d successes and %d refusals, want 2 and 4", len(got[200]), len(got[429]))
@@ -316,7 +314,7 @@ func TestLimitTPM(t *testing.T) {
 	g := llmtest.Start(t, fake, limitsSite(fmt.Sprintf(`key sk-tpm {
 				tpm %d
 			}`, tpm), ""))
-	c := sdk(g.URL, "sk-tpm")
+	c := limitClient(g.URL, "sk-tpm")
 	freshWindow(t)
 	// Reservations hold while the calls run: 3 fit, the rest are refused.
 	got := byStatus(concurrently(8, func(int) answer { return chat(t, c, p) }))
@@ -354,7 +352,7 @@ func TestLimitQuota(t *testing.T) {
 	g := llmtest.Start(t, fake, limitsSite(fmt.Sprintf(`key sk-quota {
 				quota %d daily
 			}`, quota), ""))
-	c := sdk(g.URL, "sk-quota")
+	c := limitClient(g.URL, "sk-quota")
 	got := byStatus(concurrently(5, func(int) answer { return chat(t, c, p) }))
 	if len(got[200]) != 2 || len(got[429]) != 3 {
 		t.Fatalf("got %d successes and %d refusals, want 2 and 3 (estimate %d, quota %d)", len(got[200]), len(got[429]), est, quota)
@@ -392,7 +390,7 @@ func TestLimitBudgetSettlesStreams(t *testing.T) {
 	g := llmtest.Start(t, nil, limitsSite(`key sk-budget {
 				budget `+usd(budget)+` monthly
 			}`, ""))
-	c := sdk(g.URL, "sk-budget")
+	c := limitClient(g.URL, "sk-budget")
 	// Streams: usage arrives in the stream's last chunk, which the gateway
 	// asks for and keeps from a client that did not.
 	for i := range 3 {
@@ -434,7 +432,7 @@ func TestLimitTeamBudget(t *testing.T) {
 			key sk-other {
 				team other
 			}`, `budget team ml `+usd(budget)))
-	a, b := sdk(g.URL, "sk-ml-a"), sdk(g.URL, "sk-ml-b")
+	a, b := limitClient(g.URL, "sk-ml-a"), limitClient(g.URL, "sk-ml-b")
 	// Five calls from either key settle at their real cost; then what is
 	// left is less than a reservation, for both keys.
 	for i := range 5 {
@@ -457,7 +455,7 @@ func TestLimitTeamBudget(t *testing.T) {
 			t.Errorf("message %q, want it to say %q", r.msg, want)
 		}
 	}
-	if r := chat(t, sdk(g.URL, "sk-other"), p); r.status != 200 {
+	if r := chat(t, limitClient(g.URL, "sk-other"), p); r.status != 200 {
 		t.Errorf("another team's key: %d %s, want 200", r.status, r.msg)
 	}
 }
@@ -468,7 +466,7 @@ func TestLimitMemoryCountersSurviveReload(t *testing.T) {
 				rpm 3
 			}`, "limits memory")
 	g := llmtest.Start(t, nil, site)
-	c := sdk(g.URL, "sk-reload")
+	c := limitClient(g.URL, "sk-reload")
 	freshWindow(t)
 	for range 2 {
 		if a := chat(t, c, params("hi", 0)); a.status != 200 {
@@ -476,7 +474,7 @@ func TestLimitMemoryCountersSurviveReload(t *testing.T) {
 		}
 	}
 	reload(t, g, site)
-	c = sdk(g.URL, "sk-reload")
+	c = limitClient(g.URL, "sk-reload")
 	a := chat(t, c, params("hi", 0))
 	wantHeader(t, a, "X-Ratelimit-Remaining-Requests", "0")
 	wantRefusal(t, chat(t, c, params("hi", 0)), "rate_limit_exceeded", "requests")
@@ -515,7 +513,7 @@ func TestLimitStoreErrors(t *testing.T) {
 			timeout 200ms
 		}`
 	g := llmtest.Start(t, nil, limitsSite(keys, store))
-	rate, spend := sdk(g.URL, "sk-rate"), sdk(g.URL, "sk-spend")
+	rate, spend := limitClient(g.URL, "sk-rate"), limitClient(g.URL, "sk-spend")
 	p := params("hi", 10)
 	wantServed := func(c openai.Client, what string) answer {
 		t.Helper()
@@ -620,7 +618,7 @@ func TestLimitFleet(t *testing.T) {
 	child := g.StartProcess(t, site)
 	urls := []string{g.URL, child.URL}
 	clients := func(key string) []openai.Client {
-		return []openai.Client{sdk(urls[0], key), sdk(urls[1], key)}
+		return []openai.Client{limitClient(urls[0], key), limitClient(urls[1], key)}
 	}
 
 	t.Run("rpm", func(t *testing.T) {

@@ -2,8 +2,6 @@ package llmtest
 
 import (
 	"bytes"
-	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -14,41 +12,27 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 )
 
-// childEnv carries the Caddyfile a child started by StartProcess runs.
-const childEnv = "LLMTEST_CHILD_CADDYFILE"
+// CaddyEnv, set to 1, makes a test binary whose TestMain calls Main (or
+// does as Main does) run as Caddy itself, with every module the test
+// binary holds: StartProcess starts children that way.
+const CaddyEnv = "LLMONEAPI_TEST_CADDY"
 
-// Main runs a test package's tests, or, in a child process started by
-// StartProcess, Caddy with the Caddyfile it was given, until the parent
-// closes the child's stdin or dies. Call it from TestMain:
+// Main runs a test package's tests or, in a child started by StartProcess,
+// the caddy command. Call it from TestMain:
 //
 //	func TestMain(m *testing.M) { llmtest.Main(m) }
+//
+// A package whose own tests cannot import llmtest (auth, which llmtest
+// imports) checks CaddyEnv in its TestMain and calls caddycmd.Main itself.
 func Main(m *testing.M) {
-	if cf := os.Getenv(childEnv); cf != "" {
-		os.Exit(runChild(cf))
+	if os.Getenv(CaddyEnv) == "1" {
+		caddycmd.Main()
+		os.Exit(0)
 	}
 	os.Exit(m.Run())
-}
-
-func runChild(caddyfile string) int {
-	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "llmtest child: adapting the Caddyfile: %v\n", err)
-		return 2
-	}
-	if err := caddy.Load(cfg, true); err != nil {
-		fmt.Fprintf(os.Stderr, "llmtest child: loading the config: %v\n", err)
-		return 2
-	}
-	_, _ = io.Copy(io.Discard, os.Stdin) // until the parent lets go
-	if err := caddy.Stop(); err != nil {
-		fmt.Fprintf(os.Stderr, "llmtest child: stopping Caddy: %v\n", err)
-		return 1
-	}
-	return 0
 }
 
 // Process is a Caddy running in a child process of the test binary, for
@@ -61,7 +45,6 @@ type Process struct {
 	StatsLog string
 
 	cmd    *exec.Cmd
-	stdin  io.WriteCloser
 	output *syncBuffer
 	done   chan struct{} // closed when the child has exited
 	once   sync.Once
@@ -87,14 +70,13 @@ func (g *Gateway) StartProcess(t *testing.T, site string) *Process {
 	).Replace(g.globals)
 	expand := strings.NewReplacer("{PORT}", strconv.Itoa(port), "{UPSTREAM}", g.Upstream,
 		"{ADMIN}", "127.0.0.1:"+strconv.Itoa(admin), "{TMP}", g.tmp)
-	p.cmd = exec.Command(os.Args[0], "-test.run=^$")
-	p.cmd.Env = append(os.Environ(), childEnv+"="+globals+expand.Replace(site))
-	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
-	stdin, err := p.cmd.StdinPipe()
-	if err != nil {
+	config := filepath.Join(t.TempDir(), "Caddyfile")
+	if err := os.WriteFile(config, []byte(globals+expand.Replace(site)), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	p.stdin = stdin
+	p.cmd = exec.Command(os.Args[0], "run", "--config", config, "--adapter", "caddyfile")
+	p.cmd.Env = append(os.Environ(), CaddyEnv+"=1")
+	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting the child Caddy: %v", err)
 	}
@@ -121,11 +103,11 @@ func (g *Gateway) StartProcess(t *testing.T, site string) *Process {
 	}
 }
 
-// Stop stops the child and waits for it to exit, killing it after ten
-// seconds.
+// Stop stops the child as Ctrl-C would and waits for it to exit, killing
+// it after ten seconds.
 func (p *Process) Stop(t testing.TB) {
 	p.once.Do(func() {
-		_ = p.stdin.Close()
+		_ = p.cmd.Process.Signal(os.Interrupt)
 		select {
 		case <-p.done:
 		case <-time.After(10 * time.Second):
