@@ -459,7 +459,7 @@ func (h *Handler) serveLimited(w http.ResponseWriter, r *http.Request, id *llm.I
 				}
 			}
 		} else if values != nil {
-			s.refuse(w, r, now, checks, values)
+			s.refusal(now, checks, values).Write(w, r)
 			return nil
 		}
 	}
@@ -739,11 +739,6 @@ func resetString(d time.Duration) string {
 		return "0s"
 	}
 	return (d + time.Millisecond - 1).Truncate(time.Millisecond).String()
-}
-
-// refuse answers a call refused at the check up front.
-func (s *limited) refuse(w http.ResponseWriter, r *http.Request, now time.Time, checks []limit, values []int64) {
-	s.refusal(now, checks, values).Write(w, r)
 }
 
 // refusal returns the 429 for the first limit among checks that did not fit,
