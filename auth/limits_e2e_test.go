@@ -306,6 +306,49 @@ func TestLimitConcurrency(t *testing.T) {
 	}
 }
 
+// TestLimitCombined: a key with rate limits and a budget has all its
+// checks made at once when llm_route admits the call; a call refused by
+// one limit uses up none of the others, and a call llm_route refuses
+// before admission still counts against rpm.
+func TestLimitCombined(t *testing.T) {
+	fake := &fakellm.Server{APIKey: llmtest.UpstreamKey, Behavior: fakellm.Behavior{ChunkDelay: 60 * time.Millisecond}}
+	g := llmtest.Start(t, fake, limitsSite(`key sk-combo {
+				rpm 4
+				max_concurrent 2
+				budget 1
+			}`, ""))
+	c := limitClient(g.URL, "sk-combo")
+	freshWindow(t)
+	got := byStatus(concurrently(5, func(int) answer { return chat(t, c, params("hi", 20)) }))
+	if len(got[200]) != 2 || len(got[429]) != 3 {
+		t.Fatalf("got %d successes and %d refusals, want 2 and 3", len(got[200]), len(got[429]))
+	}
+	for _, a := range got[429] {
+		wantRefusal(t, a, "rate_limit_exceeded", "requests")
+		if !strings.Contains(a.msg, "concurrent requests") {
+			t.Errorf("message %q: want the concurrency limit", a.msg)
+		}
+		wantHeader(t, a, "X-Ratelimit-Limit-Requests", "4")
+		wantHeader(t, a, "X-Ratelimit-Remaining-Requests", "2")
+	}
+	finished(t, g, 5)
+	if a := chat(t, c, openai.ChatCompletionNewParams{Model: "no-such-model",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}}); a.status != 404 {
+		t.Fatalf("unknown model: status %d, want 404", a.status)
+	}
+	finished(t, g, 6)
+	a := chat(t, c, params("hi", 20))
+	if a.status != 200 {
+		t.Fatalf("fourth request of the minute: %d %s", a.status, a.msg)
+	}
+	wantHeader(t, a, "X-Ratelimit-Remaining-Requests", "0")
+	a = chat(t, c, params("hi", 20))
+	wantRefusal(t, a, "rate_limit_exceeded", "requests")
+	if !strings.Contains(a.msg, "Limit 4, Used 4") {
+		t.Errorf("message %q: want rpm used up", a.msg)
+	}
+}
+
 func TestLimitTPM(t *testing.T) {
 	p := params("hello there", 20)
 	est, _ := estimate(t, p, 20)
