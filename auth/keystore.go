@@ -234,14 +234,6 @@ func set[T any](dst *T, v *T) {
 	}
 }
 
-func checkPeriod(name string, p llm.Period) error {
-	switch p {
-	case llm.PeriodLifetime, llm.PeriodDaily, llm.PeriodWeekly, llm.PeriodMonthly:
-		return nil
-	}
-	return fmt.Errorf("%s '%s' is not a period: use daily, weekly, monthly, or nothing for the key's lifetime", name, p)
-}
-
 // ErrNoKey is returned for a key id the store does not hold.
 var ErrNoKey = errors.New("no such key")
 

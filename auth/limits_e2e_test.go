@@ -21,6 +21,8 @@ import (
 	"github.com/llmoneapi/llmoneapi/internal/llmtest"
 )
 
+func TestMain(m *testing.M) { llmtest.Main(m) }
+
 // limitsSite is a gateway whose llm_auth holds the keys given, with the
 // extra llm_auth settings given, in front of one priced model: $1000 per
 // million prompt tokens and $2000 per million completion tokens, so that
@@ -53,13 +55,6 @@ const (
 	outputMicro = 2000
 	realMicro   = 2*inputMicro + 5*outputMicro
 )
-
-// limitClient returns an OpenAI client with connections of its own, so that a
-// reload closing the old config's connections cannot fail a later call.
-func limitClient(url, key string) openai.Client {
-	return openai.NewClient(option.WithBaseURL(url+"/v1"), option.WithAPIKey(key), option.WithMaxRetries(0),
-		option.WithHTTPClient(&http.Client{Transport: &http.Transport{}}))
-}
 
 // params is a chat request whose prompt the fake counts as words tokens
 // and whose reply is capped at maxTokens (the fake sends 5 chunks, one
@@ -238,7 +233,7 @@ func TestLimitRPM(t *testing.T) {
 	g := llmtest.Start(t, nil, limitsSite(`key sk-rpm {
 				rpm 5
 			}`, ""))
-	c := limitClient(g.URL, "sk-rpm")
+	c := llmtest.OpenAI(g.URL, "sk-rpm")
 	freshWindow(t)
 	got := byStatus(concurrently(12, func(int) answer { return chat(t, c, params("hi", 0)) }))
 	if len(got[200]) != 5 || len(got[429]) != 7 {
@@ -278,7 +273,7 @@ func TestLimitConcurrency(t *testing.T) {
 	g := llmtest.Start(t, fake, limitsSite(`key sk-conc {
 				max_concurrent 2
 			}`, ""))
-	c := limitClient(g.URL, "sk-conc")
+	c := llmtest.OpenAI(g.URL, "sk-conc")
 	got := byStatus(concurrently(6, func(int) answer { return chat(t, c, params("hi", 0)) }))
 	if len(got[200]) != 2 || len(got[429]) != 4 {
 		t.Fatalf("got %d successes and %d refusals, want 2 and 4", len(got[200]), len(got[429]))
@@ -317,7 +312,7 @@ func TestLimitCombined(t *testing.T) {
 				max_concurrent 2
 				budget 1
 			}`, ""))
-	c := limitClient(g.URL, "sk-combo")
+	c := llmtest.OpenAI(g.URL, "sk-combo")
 	freshWindow(t)
 	got := byStatus(concurrently(5, func(int) answer { return chat(t, c, params("hi", 20)) }))
 	if len(got[200]) != 2 || len(got[429]) != 3 {
@@ -357,7 +352,7 @@ func TestLimitTPM(t *testing.T) {
 	g := llmtest.Start(t, fake, limitsSite(fmt.Sprintf(`key sk-tpm {
 				tpm %d
 			}`, tpm), ""))
-	c := limitClient(g.URL, "sk-tpm")
+	c := llmtest.OpenAI(g.URL, "sk-tpm")
 	freshWindow(t)
 	// Reservations hold while the calls run: 3 fit, the rest are refused.
 	got := byStatus(concurrently(8, func(int) answer { return chat(t, c, p) }))
@@ -395,7 +390,7 @@ func TestLimitQuota(t *testing.T) {
 	g := llmtest.Start(t, fake, limitsSite(fmt.Sprintf(`key sk-quota {
 				quota %d daily
 			}`, quota), ""))
-	c := limitClient(g.URL, "sk-quota")
+	c := llmtest.OpenAI(g.URL, "sk-quota")
 	got := byStatus(concurrently(5, func(int) answer { return chat(t, c, p) }))
 	if len(got[200]) != 2 || len(got[429]) != 3 {
 		t.Fatalf("got %d successes and %d refusals, want 2 and 3 (estimate %d, quota %d)", len(got[200]), len(got[429]), est, quota)
@@ -433,9 +428,11 @@ func TestLimitBudgetSettlesStreams(t *testing.T) {
 	g := llmtest.Start(t, nil, limitsSite(`key sk-budget {
 				budget `+usd(budget)+` monthly
 			}`, ""))
-	c := limitClient(g.URL, "sk-budget")
+	c := llmtest.OpenAI(g.URL, "sk-budget")
 	// Streams: usage arrives in the stream's last chunk, which the gateway
-	// asks for and keeps from a client that did not.
+	// asks for and keeps from a client that did not. A client has the
+	// whole stream a moment before llm_auth settles it, so each call waits
+	// for its record, which llm_stats writes after the settlement.
 	for i := range 3 {
 		if a := stream(t, c, p); a.status != 200 {
 			t.Fatalf("stream: status %d %s", a.status, a.msg)
@@ -445,10 +442,10 @@ func TestLimitBudgetSettlesStreams(t *testing.T) {
 	// A cut stream: no usage came, the reservation stands.
 	g.Fake.SetBehavior(fakellm.Behavior{DropAfter: 2})
 	if a := stream(t, c, p); a.status != 200 {
-		t.Fatalf("cut stream: status %d %s", a.status, a.code)
+		t.Fatalf("cut stream: status %d %s: %s", a.status, a.code, a.msg)
 	}
-	g.Fake.SetBehavior(fakellm.Behavior{})
 	finished(t, g, 4)
+	g.Fake.SetBehavior(fakellm.Behavior{})
 	// What is left is less than one more reservation.
 	a := stream(t, c, p)
 	wantRefusal(t, a, "insufficient_quota", "insufficient_quota")
@@ -475,7 +472,7 @@ func TestLimitTeamBudget(t *testing.T) {
 			key sk-other {
 				team other
 			}`, `budget team ml `+usd(budget)))
-	a, b := limitClient(g.URL, "sk-ml-a"), limitClient(g.URL, "sk-ml-b")
+	a, b := llmtest.OpenAI(g.URL, "sk-ml-a"), llmtest.OpenAI(g.URL, "sk-ml-b")
 	// Five calls from either key settle at their real cost; then what is
 	// left is less than a reservation, for both keys.
 	for i := range 5 {
@@ -498,7 +495,7 @@ func TestLimitTeamBudget(t *testing.T) {
 			t.Errorf("message %q, want it to say %q", r.msg, want)
 		}
 	}
-	if r := chat(t, limitClient(g.URL, "sk-other"), p); r.status != 200 {
+	if r := chat(t, llmtest.OpenAI(g.URL, "sk-other"), p); r.status != 200 {
 		t.Errorf("another team's key: %d %s, want 200", r.status, r.msg)
 	}
 }
@@ -509,15 +506,15 @@ func TestLimitMemoryCountersSurviveReload(t *testing.T) {
 				rpm 3
 			}`, "limits memory")
 	g := llmtest.Start(t, nil, site)
-	c := limitClient(g.URL, "sk-reload")
+	c := llmtest.OpenAI(g.URL, "sk-reload")
 	freshWindow(t)
 	for range 2 {
 		if a := chat(t, c, params("hi", 0)); a.status != 200 {
 			t.Fatalf("status %d", a.status)
 		}
 	}
-	reload(t, g, site)
-	c = limitClient(g.URL, "sk-reload")
+	g.Load(site)
+	c = llmtest.OpenAI(g.URL, "sk-reload")
 	a := chat(t, c, params("hi", 0))
 	wantHeader(t, a, "X-Ratelimit-Remaining-Requests", "0")
 	wantRefusal(t, chat(t, c, params("hi", 0)), "rate_limit_exceeded", "requests")
@@ -556,7 +553,7 @@ func TestLimitStoreErrors(t *testing.T) {
 			timeout 200ms
 		}`
 	g := llmtest.Start(t, nil, limitsSite(keys, store))
-	rate, spend := limitClient(g.URL, "sk-rate"), limitClient(g.URL, "sk-spend")
+	rate, spend := llmtest.OpenAI(g.URL, "sk-rate"), llmtest.OpenAI(g.URL, "sk-spend")
 	p := params("hi", 10)
 	wantServed := func(c openai.Client, what string) answer {
 		t.Helper()
@@ -661,7 +658,7 @@ func TestLimitFleet(t *testing.T) {
 	child := g.StartProcess(t, site)
 	urls := []string{g.URL, child.URL}
 	clients := func(key string) []openai.Client {
-		return []openai.Client{limitClient(urls[0], key), limitClient(urls[1], key)}
+		return []openai.Client{llmtest.OpenAI(urls[0], key), llmtest.OpenAI(urls[1], key)}
 	}
 
 	t.Run("rpm", func(t *testing.T) {

@@ -2,6 +2,8 @@ package llmtest
 
 import (
 	"bytes"
+	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
@@ -12,27 +14,74 @@ import (
 	"testing"
 	"time"
 
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 )
 
-// CaddyEnv, set to 1, makes a test binary whose TestMain calls Main (or
-// does as Main does) run as Caddy itself, with every module the test
-// binary holds: StartProcess starts children that way.
-const CaddyEnv = "LLMONEAPI_TEST_CADDY"
+// childEnv carries the Caddyfile a child started by StartProcess runs.
+const childEnv = "LLMTEST_CHILD_CADDYFILE"
 
-// Main runs a test package's tests or, in a child started by StartProcess,
-// the caddy command. Call it from TestMain:
+// CLIEnv, set to 1 in a child's environment, makes the test binary run
+// Caddy's command line with its arguments (see RunCLI).
+const CLIEnv = "LLMTEST_CADDY_CLI"
+
+// Main runs a test package's tests, with Caddy's data directory in a fresh
+// temporary directory so that tests never touch the user's (an
+// installation secret, say). In a child process it is Caddy instead: with
+// the Caddyfile a StartProcess child was given, until the parent closes the
+// child's stdin or dies; or, under CLIEnv, Caddy's command line. Call it
+// from TestMain:
 //
 //	func TestMain(m *testing.M) { llmtest.Main(m) }
-//
-// A package whose own tests cannot import llmtest (auth, which llmtest
-// imports) checks CaddyEnv in its TestMain and calls caddycmd.Main itself.
 func Main(m *testing.M) {
-	if os.Getenv(CaddyEnv) == "1" {
+	if os.Getenv(CLIEnv) == "1" {
 		caddycmd.Main()
 		os.Exit(0)
 	}
-	os.Exit(m.Run())
+	if cf := os.Getenv(childEnv); cf != "" {
+		os.Exit(runChild(cf))
+	}
+	dir, err := os.MkdirTemp("", "llmtest-data-")
+	if err != nil {
+		panic(err)
+	}
+	os.Setenv("XDG_DATA_HOME", dir)
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// RunCLI runs `caddy <args...>` as a user would, in a child process of
+// the test binary (whose TestMain must call Main), and returns what it
+// printed.
+func RunCLI(args ...string) (stdout, stderr string, err error) {
+	cmd := exec.Command(os.Args[0], args...)
+	// Under -race, a process waits a second at exit for late reports
+	// unless told not to.
+	cmd.Env = append(os.Environ(), CLIEnv+"=1", "GORACE=atexit_sleep_ms=0")
+	var o, e bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &o, &e
+	err = cmd.Run()
+	return o.String(), e.String(), err
+}
+
+func runChild(caddyfile string) int {
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(caddyfile), nil)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "llmtest child: adapting the Caddyfile: %v\n", err)
+		return 2
+	}
+	if err := caddy.Load(cfg, true); err != nil {
+		fmt.Fprintf(os.Stderr, "llmtest child: loading the config: %v\n", err)
+		return 2
+	}
+	_, _ = io.Copy(io.Discard, os.Stdin) // until the parent lets go
+	if err := caddy.Stop(); err != nil {
+		fmt.Fprintf(os.Stderr, "llmtest child: stopping Caddy: %v\n", err)
+		return 1
+	}
+	return 0
 }
 
 // Process is a Caddy running in a child process of the test binary, for
@@ -45,6 +94,7 @@ type Process struct {
 	StatsLog string
 
 	cmd    *exec.Cmd
+	stdin  io.WriteCloser
 	output *syncBuffer
 	done   chan struct{} // closed when the child has exited
 	once   sync.Once
@@ -70,13 +120,14 @@ func (g *Gateway) StartProcess(t *testing.T, site string) *Process {
 	).Replace(g.globals)
 	expand := strings.NewReplacer("{PORT}", strconv.Itoa(port), "{UPSTREAM}", g.Upstream,
 		"{ADMIN}", "127.0.0.1:"+strconv.Itoa(admin), "{TMP}", g.tmp)
-	config := filepath.Join(t.TempDir(), "Caddyfile")
-	if err := os.WriteFile(config, []byte(globals+expand.Replace(site)), 0o600); err != nil {
+	p.cmd = exec.Command(os.Args[0], "-test.run=^$")
+	p.cmd.Env = append(os.Environ(), childEnv+"="+globals+expand.Replace(site))
+	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
+	stdin, err := p.cmd.StdinPipe()
+	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd = exec.Command(os.Args[0], "run", "--config", config, "--adapter", "caddyfile")
-	p.cmd.Env = append(os.Environ(), CaddyEnv+"=1")
-	p.cmd.Stdout, p.cmd.Stderr = p.output, p.output
+	p.stdin = stdin
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("starting the child Caddy: %v", err)
 	}
@@ -103,11 +154,11 @@ func (g *Gateway) StartProcess(t *testing.T, site string) *Process {
 	}
 }
 
-// Stop stops the child as Ctrl-C would and waits for it to exit, killing
-// it after ten seconds.
+// Stop stops the child and waits for it to exit, killing it after ten
+// seconds.
 func (p *Process) Stop(t testing.TB) {
 	p.once.Do(func() {
-		_ = p.cmd.Process.Signal(os.Interrupt)
+		_ = p.stdin.Close()
 		select {
 		case <-p.done:
 		case <-time.After(10 * time.Second):
