@@ -598,3 +598,22 @@ func TestActiveHealth(t *testing.T) {
 		t.Fatalf("a failing health check brought the upstream back: %+v", v)
 	}
 }
+
+// TestCallTimeout: timeout bounds the whole call, tries and stream included.
+func TestCallTimeout(t *testing.T) {
+	fakes, urls := fleet(t, 1)
+	g := start(t, nil, routeSite(`		model m {
+`+upstreamLines(urls...)+`			timeout 500ms
+		}`))
+	fakes[0].SetBehavior(fakellm.Behavior{Latency: 5 * time.Second})
+	begin := time.Now()
+	_, err := routeClient(g).Chat.Completions.New(context.Background(), chat("m", "hi"))
+	if e := apiError(t, err, http.StatusGatewayTimeout); e.Code != "timeout" || time.Since(begin) > 2*time.Second {
+		t.Fatalf("%s after %v", e.RawJSON(), time.Since(begin))
+	}
+	fakes[0].SetBehavior(fakellm.Behavior{Chunks: 50, ChunkDelay: 50 * time.Millisecond})
+	status, _, body := rawStream(t, g, "m")
+	if status != 200 || !strings.Contains(body, "chunk1") || strings.Contains(body, "[DONE]") || !strings.Contains(body, `"code":"timeout"`) {
+		t.Fatalf("%d:\n%s", status, body)
+	}
+}

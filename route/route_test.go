@@ -401,3 +401,39 @@ func TestTimeout(t *testing.T) {
 		t.Fatalf("upstream cancelled %d requests, want 2", fake.Cancelled())
 	}
 }
+
+// BenchmarkServe measures a whole call through the handler, tries and
+// health bookkeeping included, against an in-process fake provider with
+// two upstreams.
+func BenchmarkServe(b *testing.B) {
+	var ups []string
+	for range 2 {
+		s := httptest.NewServer(&fakellm.Server{KeepRequests: -1})
+		b.Cleanup(s.Close)
+		ups = append(ups, `{"provider":{"name":"openai"},"url":"`+s.URL+`/v1"}`)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	b.Cleanup(cancel)
+	mod, err := ctx.LoadModuleByID("http.handlers.llm_route", json.RawMessage(
+		`{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[`+strings.Join(ups, ",")+`]}]}]}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := mod.(*route.Handler)
+	for _, bc := range []struct{ name, body string }{
+		{"chat", `{"model":"m","messages":[{"role":"user","content":"hi"}]}`},
+		{"stream", `{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(bc.body))
+				r = caddyhttp.PrepareRequest(r, caddy.NewReplacer(), w, &caddyhttp.Server{})
+				if err := h.ServeHTTP(w, r, nil); err != nil || w.Code != 200 {
+					b.Fatalf("%v %d %s", err, w.Code, w.Body)
+				}
+			}
+		})
+	}
+}
