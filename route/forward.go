@@ -551,7 +551,11 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, call *llm.
 			zap.String("upstream", t.up.id),
 			zap.String("error_code", e.Code),
 			zap.Error(err))
-		_, _ = w.Write(errorEvent(e))
+		if se, ok := t.stream.(StreamErrorer); ok {
+			_, _ = w.Write(se.ErrorEvent(e))
+		} else {
+			_, _ = w.Write(errorEvent(e))
+		}
 		_ = rc.Flush()
 		return OutcomeTruncated
 	}
