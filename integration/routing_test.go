@@ -489,7 +489,7 @@ func TestTwoKeysTwoUpstreams(t *testing.T) {
 func TestReloadUnderStreams(t *testing.T) {
 	fakes, urls := fleet(t, 2)
 	fakes[0].SetBehavior(fakellm.Behavior{Status: 429, Header: map[string]string{"Retry-After": "60"}})
-	fakes[1].SetBehavior(fakellm.Behavior{Chunks: 10, ChunkDelay: 80 * time.Millisecond})
+	fakes[1].SetBehavior(fakellm.Behavior{Chunks: 10, ChunkDelay: 150 * time.Millisecond})
 	route := `		model m {
 ` + upstreamLines(urls...) + `			lb_policy first
 		}`
