@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -324,7 +325,11 @@ func TestStreamBreaks(t *testing.T) {
 	if fakes[1].Count() != 1 {
 		t.Fatalf("a stream cut after its first token was retried: the backup got %d calls", fakes[1].Count())
 	}
-	if line := g.LastStats(t, 2); line["truncated"] != true || line["status"] != float64(200) {
+	lines := g.StatsLines(t, 2)
+	if first := lines[0]; first["attempts"] != float64(2) || first["truncated"] != nil || first["error_code"] != nil {
+		t.Fatalf("stats of the retried stream %v", first)
+	}
+	if line := lines[1]; line["truncated"] != true || line["status"] != float64(200) || line["error_code"] != "upstream_stream_broken" {
 		t.Fatalf("stats %v", line)
 	}
 }
@@ -351,7 +356,7 @@ func TestStreamIdle(t *testing.T) {
 	if s.Err() == nil || !strings.Contains(s.Err().Error(), "sent nothing for 300ms") {
 		t.Fatalf("SDK error %v", s.Err())
 	}
-	if line := g.LastStats(t, 2); line["truncated"] != true {
+	if line := g.LastStats(t, 2); line["truncated"] != true || line["error_code"] != "stream_idle_timeout" {
 		t.Fatalf("stats %v", line)
 	}
 }
@@ -382,6 +387,15 @@ func TestFallback(t *testing.T) {
 	}
 	if up, _ := fakes[2].LastRequest(); up.Model != "backup" {
 		t.Fatalf("the fallback's upstream was asked for %q", up.Model)
+	}
+	// The record: served by the fallback, priced at its price (3 prompt and
+	// 5 completion tokens at 1 and 2 USD per million), the failed tries named.
+	line := g.LastStats(t, 1)
+	retried, _ := line["retried"].([]any)
+	if line["model"] != "primary" || line["served_model"] != "backup" || line["attempts"] != float64(3) || len(retried) != 2 ||
+		!strings.HasPrefix(retried[0].(string), "primary@") || !strings.HasSuffix(retried[0].(string), " server_error") ||
+		math.Abs(line["cost"].(float64)-13e-6) > 1e-12 {
+		t.Fatalf("stats %v", line)
 	}
 
 	only := openai.NewClient(option.WithBaseURL(g.URL+"/v1"), option.WithAPIKey("sk-primary-only"), option.WithMaxRetries(0))
