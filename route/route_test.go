@@ -352,6 +352,9 @@ func TestRoundRobin(t *testing.T) {
 func FuzzUnmarshalCaddyfile(f *testing.F) {
 	f.Add("llm_route {\n model m {\n upstream openai http://x k {\n model y\n header A b\n timeout 1s\n }\n }\n}")
 	f.Add("llm_route {\n max_body_size 1MB\n}")
+	f.Add("llm_route {\n model m {\n upstream openai http://x k {\n weight 2\n transport {\n dial_timeout 1s\n proxy none\n tls_insecure_skip_verify\n max_conns_per_host 4\n }\n }\n" +
+		" lb_policy least_conn\n lb_retries 1\n lb_try_duration 5s\n max_fails 2\n fail_duration 10s\n first_byte_timeout 2s\n" +
+		" stream_idle_timeout 3s\n timeout 1m\n health_uri /models\n health_interval 5s\n fallback a b\n price 1 2 0.5\n }\n}")
 	f.Fuzz(func(t *testing.T, src string) {
 		tokens, err := caddyfile.Tokenize([]byte(src), "Fuzzfile")
 		if err != nil {
