@@ -103,7 +103,7 @@ func TestCaddyfileErrors(t *testing.T) {
 			model m {
 				upstream nosuch http://x
 			}
-		}`, "unknown provider 'nosuch'; known providers: openai, at Testfile:3"},
+		}`, "unknown provider 'nosuch'; known providers: anthropic, azure, gemini, openai, at Testfile:3"},
 		{`llm_route {
 			model m {
 				upstream openai
