@@ -10,7 +10,6 @@ import (
 	"errors"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -19,13 +18,16 @@ import (
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
+	"github.com/spf13/cobra"
+
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
 	"github.com/llmoneapi/llmoneapi/internal/llmtest"
 	"github.com/llmoneapi/llmoneapi/internal/sqldb"
 )
 
-// caddy runs `caddy <args>` (this test binary, as Caddy; see TestMain) and
-// returns its standard output, failing the test if it fails.
+// caddy runs `caddy <args>` and returns its standard output, failing the
+// test if it fails.
 func caddy(t *testing.T, args ...string) string {
 	t.Helper()
 	out, errOut, err := runCaddy(args...)
@@ -35,14 +37,22 @@ func caddy(t *testing.T, args ...string) string {
 	return out
 }
 
+// runCaddy runs `caddy llm <args...>` in this process, through the command
+// Caddy's command line has registered, as Caddy's main would build it.
 func runCaddy(args ...string) (stdout, stderr string, err error) {
-	cmd := exec.Command(os.Args[0], args...)
-	// Under -race, a process waits a second at exit for late reports
-	// unless told not to.
-	cmd.Env = append(os.Environ(), "LLMONEAPI_TEST_CADDY=1", "GORACE=atexit_sleep_ms=0")
+	llm, ok := caddycmd.Commands()["llm"]
+	if !ok || len(args) == 0 || args[0] != "llm" {
+		return "", "", errors.New("no 'caddy llm' command is registered")
+	}
+	cmd := &cobra.Command{Use: "llm", SilenceUsage: true, SilenceErrors: true}
+	llm.CobraFunc(cmd)
 	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err = cmd.Run()
+	cmd.SetOut(&o)
+	cmd.SetErr(&e)
+	cmd.SetArgs(args[1:])
+	if err = cmd.Execute(); err != nil {
+		e.WriteString("Error: " + err.Error())
+	}
 	return o.String(), e.String(), err
 }
 
