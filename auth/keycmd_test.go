@@ -56,12 +56,12 @@ func runCaddy(args ...string) (stdout, stderr string, err error) {
 	return o.String(), e.String(), err
 }
 
-func sdk(g *llmtest.Gateway, key string) openai.Client {
+func keyClient(g *llmtest.Gateway, key string) openai.Client {
 	return openai.NewClient(option.WithBaseURL(g.URL+"/v1"), option.WithAPIKey(key), option.WithMaxRetries(0))
 }
 
 func ask(g *llmtest.Gateway, key string) error {
-	c := sdk(g, key)
+	c := keyClient(g, key)
 	_, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
 		Model:    "gpt-4o-mini",
 		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hello")},
