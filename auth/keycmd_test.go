@@ -26,20 +26,20 @@ import (
 	"github.com/llmoneapi/llmoneapi/internal/sqldb"
 )
 
-// caddy runs `caddy <args>` and returns its standard output, failing the
+// llmCommand runs `caddy <args>` and returns its standard output, failing the
 // test if it fails.
-func caddy(t *testing.T, args ...string) string {
+func llmCommand(t *testing.T, args ...string) string {
 	t.Helper()
-	out, errOut, err := runCaddy(args...)
+	out, errOut, err := runLLMCommand(args...)
 	if err != nil {
 		t.Fatalf("caddy %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
 	}
 	return out
 }
 
-// runCaddy runs `caddy llm <args...>` in this process, through the command
+// runLLMCommand runs `caddy llm <args...>` in this process, through the command
 // Caddy's command line has registered, as Caddy's main would build it.
-func runCaddy(args ...string) (stdout, stderr string, err error) {
+func runLLMCommand(args ...string) (stdout, stderr string, err error) {
 	llm, ok := caddycmd.Commands()["llm"]
 	if !ok || len(args) == 0 || args[0] != "llm" {
 		return "", "", errors.New("no 'caddy llm' command is registered")
@@ -124,7 +124,7 @@ func TestKeyCommands(t *testing.T) {
 	}
 	store := []string{"--config", config, "--adapter", "caddyfile"}
 
-	key := strings.TrimSpace(caddy(t, append([]string{"llm", "key", "create", "--user", "alice", "--team", "research",
+	key := strings.TrimSpace(llmCommand(t, append([]string{"llm", "key", "create", "--user", "alice", "--team", "research",
 		"--models", "gpt-4o-mini,claude-*", "--rpm", "60", "--budget", "20", "--budget-period", "monthly"}, store...)...))
 	m := keyFormat.FindStringSubmatch(key)
 	if m == nil {
@@ -138,21 +138,21 @@ func TestKeyCommands(t *testing.T) {
 		t.Fatal("the client key reached the upstream")
 	}
 
-	list := caddy(t, append([]string{"llm", "key", "list"}, store...)...)
+	list := llmCommand(t, append([]string{"llm", "key", "list"}, store...)...)
 	if !regexp.MustCompile(`(?m)^` + id + `\s+alice\s+research\s+-\s+gpt-4o-mini,claude-\*\s+active\s`).MatchString(list) {
 		t.Errorf("list does not show the key as active:\n%s", list)
 	}
 	var shown map[string]any
-	if err := json.Unmarshal([]byte(caddy(t, append([]string{"llm", "key", "show", id, "--json"}, store...)...)), &shown); err != nil {
+	if err := json.Unmarshal([]byte(llmCommand(t, append([]string{"llm", "key", "show", id, "--json"}, store...)...)), &shown); err != nil {
 		t.Fatal(err)
 	}
 	if shown["id"] != id || shown["user"] != "alice" || shown["rpm"] != float64(60) || shown["budget_period"] != "monthly" || shown["status"] != "active" {
 		t.Errorf("show --json = %v", shown)
 	}
 
-	caddy(t, append([]string{"llm", "key", "update", id, "--disable"}, store...)...)
+	llmCommand(t, append([]string{"llm", "key", "update", id, "--disable"}, store...)...)
 	wantRefused(t, g, key, "api_key_disabled", 2*time.Second)
-	caddy(t, append([]string{"llm", "key", "update", id, "--enable", "--rpm", "0"}, store...)...)
+	llmCommand(t, append([]string{"llm", "key", "update", id, "--enable", "--rpm", "0"}, store...)...)
 	deadline := time.Now().Add(2 * time.Second)
 	for err := ask(g, key); err != nil; err = ask(g, key) {
 		if time.Now().After(deadline) {
@@ -162,7 +162,7 @@ func TestKeyCommands(t *testing.T) {
 	}
 
 	// The same store named directly.
-	if out := caddy(t, "llm", "key", "revoke", id, "--db", "sqlite:"+db); !regexp.MustCompile(`status:\s+revoked`).MatchString(out) {
+	if out := llmCommand(t, "llm", "key", "revoke", id, "--db", "sqlite:"+db); !regexp.MustCompile(`status:\s+revoked`).MatchString(out) {
 		t.Errorf("revoke printed:\n%s", out)
 	}
 	wantRefused(t, g, key, "api_key_revoked", 2*time.Second)
@@ -172,7 +172,7 @@ func TestKeyCommands(t *testing.T) {
 
 	// Nothing prints the secret again, and the store holds only its hash.
 	for _, args := range [][]string{{"list", "--json"}, {"show", id}, {"show", id, "--json"}} {
-		if out := caddy(t, append(append([]string{"llm", "key"}, args...), store...)...); strings.Contains(out, secret) {
+		if out := llmCommand(t, append(append([]string{"llm", "key"}, args...), store...)...); strings.Contains(out, secret) {
 			t.Errorf("%v prints the secret", args)
 		}
 	}
@@ -214,7 +214,7 @@ func TestKeyCommandErrors(t *testing.T) {
 		{[]string{"llm", "key", "create", "--db", db, "--expires", "soon"}, "is not a time"},
 		{[]string{"llm", "key", "update", "x", "--db", db, "--enable", "--disable"}, "contradict"},
 	} {
-		_, errOut, err := runCaddy(tc.args...)
+		_, errOut, err := runLLMCommand(tc.args...)
 		if err == nil || !strings.Contains(errOut, tc.want) {
 			t.Errorf("caddy %s: error %v, stderr %q; want it to fail saying %q", strings.Join(tc.args, " "), err, errOut, tc.want)
 		}
@@ -335,7 +335,7 @@ func TestKeyCommandsPostgres(t *testing.T) {
 	g := llmtest.Start(t, nil, strings.Replace(site, "TTL", "200ms", 1))
 	store := []string{"--db", llmtest.PostgresDSN, "--table", table}
 
-	key := strings.TrimSpace(caddy(t, append([]string{"llm", "key", "create", "--user", "carol", "--expires", "2099-01-01"}, store...)...))
+	key := strings.TrimSpace(llmCommand(t, append([]string{"llm", "key", "create", "--user", "carol", "--expires", "2099-01-01"}, store...)...))
 	m := keyFormat.FindStringSubmatch(key)
 	if m == nil {
 		t.Fatalf("create printed %q", key)
@@ -344,13 +344,13 @@ func TestKeyCommandsPostgres(t *testing.T) {
 		t.Fatalf("the new key: %v", err)
 	}
 	var listed []map[string]any
-	if err := json.Unmarshal([]byte(caddy(t, append([]string{"llm", "key", "list", "--json"}, store...)...)), &listed); err != nil {
+	if err := json.Unmarshal([]byte(llmCommand(t, append([]string{"llm", "key", "list", "--json"}, store...)...)), &listed); err != nil {
 		t.Fatal(err)
 	}
 	if len(listed) != 1 || listed[0]["id"] != m[1] || listed[0]["expires_at"] != "2099-01-01T00:00:00Z" {
 		t.Errorf("list --json = %v", listed)
 	}
-	caddy(t, append([]string{"llm", "key", "revoke", m[1]}, store...)...)
+	llmCommand(t, append([]string{"llm", "key", "revoke", m[1]}, store...)...)
 	wantRefused(t, g, key, "api_key_revoked", 2*time.Second)
 	var row string
 	if err := db.QueryRowContext(context.Background(), `SELECT CONCAT_WS('|', id, key_hash, user_name, team, name, models) FROM `+table).Scan(&row); err != nil {
