@@ -251,13 +251,13 @@ func TestKeyAdminAPI(t *testing.T) {
 		return map[string]any{"list": out}
 	}
 
-	created := admin("POST", "/llm/keys", `{"user": "bob", "models": ["gpt-4o-mini"], "tpm": 1000, "expires_at": "90d"}`, http.StatusCreated)
+	created := admin("POST", "/llm/keys", `{"user": "bob", "models": ["gpt-4o-mini"], "tpm": 1000000, "expires_at": "90d"}`, http.StatusCreated)
 	key, _ := created["key"].(string)
 	id, _ := created["id"].(string)
 	if m := keyFormat.FindStringSubmatch(key); m == nil || m[1] != id {
 		t.Fatalf("POST answered %v, want the key once with its id", created)
 	}
-	if created["user"] != "bob" || created["tpm"] != float64(1000) || created["status"] != "active" || created["expires_at"] == nil {
+	if created["user"] != "bob" || created["tpm"] != float64(1000000) || created["status"] != "active" || created["expires_at"] == nil {
 		t.Errorf("POST answered %v", created)
 	}
 	if err := ask(g, key); err != nil {
