@@ -106,7 +106,7 @@ func (d *Database) Provision(caddy.Context) error {
 		return errors.New("database: no file or DSN given (is its environment variable set?)")
 	}
 	if d.Table == "" {
-		d.Table = DefaultKeyTable
+		d.Table = defaultKeyTable
 	}
 	if !tableName.MatchString(d.Table) {
 		return fmt.Errorf("database: table '%s' is not a plain SQL name (lower-case letters, digits and '_')", d.Table)
@@ -256,7 +256,7 @@ func storeName(dialect, dsn, table string) string {
 	if dialect == sqldb.SQLite {
 		name = "sqlite:" + name
 	}
-	if table != DefaultKeyTable {
+	if table != defaultKeyTable {
 		name += "#" + table
 	}
 	return name
@@ -335,7 +335,7 @@ func (s *keyStore) fetch(ctx context.Context, id string) (*cacheEntry, error) {
 			return nil, err
 		}
 		k, err := t.Get(ctx, id)
-		if errors.Is(err, ErrNoKey) {
+		if errors.Is(err, errNoKey) {
 			k, err = nil, nil
 		}
 		if err != nil {
