@@ -20,6 +20,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 	"github.com/spf13/cobra"
 
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
 	"github.com/llmoneapi/llmoneapi/internal/llmtest"
@@ -161,7 +162,18 @@ func TestKeyCommands(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 
-	// The same store named directly.
+	// The same store through the config in JSON, and named directly.
+	cfg, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(file), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jsonConfig := filepath.Join(dir, "caddy.json")
+	if err := os.WriteFile(jsonConfig, cfg, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if out := llmCommand(t, "llm", "key", "list", "--config", jsonConfig); !strings.Contains(out, id) {
+		t.Errorf("list --config %s does not show the key:\n%s", jsonConfig, out)
+	}
 	if out := llmCommand(t, "llm", "key", "revoke", id, "--db", "sqlite:"+db); !regexp.MustCompile(`status:\s+revoked`).MatchString(out) {
 		t.Errorf("revoke printed:\n%s", out)
 	}
@@ -312,6 +324,21 @@ func TestKeyAdminAPI(t *testing.T) {
 		if msg, _ := got["error"].(string); !strings.Contains(msg, tc.says) {
 			t.Errorf("%s %s: error %v, want it to say %q", tc.method, tc.path, got, tc.says)
 		}
+	}
+
+	// Two stores: the API asks which; without a database, it says so.
+	other := filepath.Join(filepath.Dir(db), "other.db")
+	g.Load(strings.Replace(strings.NewReplacer("DB", db, "TTL", "1h").Replace(keySite), "static {", "database sqlite "+other+"\n\t\tstatic {", 1))
+	if got, _ := admin("GET", "/llm/keys", "", http.StatusBadRequest)["error"].(string); !strings.Contains(got, "several key stores") ||
+		!strings.Contains(got, "sqlite:"+db) || !strings.Contains(got, "sqlite:"+other) {
+		t.Errorf("two stores: error %q should name both", got)
+	}
+	if got := admin("GET", "/llm/keys?store=sqlite:"+db, "", http.StatusOK)["list"].([]any); len(got) != 2 {
+		t.Errorf("GET ?store=sqlite:%s listed %d keys, want 2", db, len(got))
+	}
+	g.Load(strings.Replace(keySite, "database sqlite DB {\n\t\t\tcache_ttl TTL\n\t\t}\n", "", 1))
+	if got, _ := admin("GET", "/llm/keys", "", http.StatusNotFound)["error"].(string); !strings.Contains(got, "no database authenticator") {
+		t.Errorf("no database: error %q", got)
 	}
 }
 
