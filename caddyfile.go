@@ -17,7 +17,9 @@ func init() {
 	httpcaddyfile.RegisterHandlerDirective("llm_stats", stats.ParseCaddyfile)
 	httpcaddyfile.RegisterHandlerDirective("llm_auth", auth.ParseCaddyfile)
 	httpcaddyfile.RegisterHandlerDirective("llm_route", route.ParseCaddyfile)
+	httpcaddyfile.RegisterHandlerDirective("llm_dashboard", stats.ParseDashboardCaddyfile)
 	httpcaddyfile.RegisterDirectiveOrder("llm_stats", httpcaddyfile.Before, "basic_auth")
 	httpcaddyfile.RegisterDirectiveOrder("llm_auth", httpcaddyfile.Before, "basic_auth")
 	httpcaddyfile.RegisterDirectiveOrder("llm_route", httpcaddyfile.Before, "reverse_proxy")
+	httpcaddyfile.RegisterDirectiveOrder("llm_dashboard", httpcaddyfile.After, "metrics")
 }

@@ -74,6 +74,10 @@ func (r *Refusal) Error() string { return r.Reason }
 //   - 403 `model_not_allowed`: the key's model scope excludes the model;
 //   - 400 / 413: the body could not be read to check the scope (only for
 //     keys with a model scope; other keys never make the handler read the body).
+//   - 429 `rate_limit_exceeded` / `insufficient_quota`: over one of the key's
+//     limits, or a budget it shares (see LimitSettings);
+//   - 503 `limits_unavailable`: the limits store cannot answer and
+//     on_store_error says fail_closed for one of the key's limits.
 //
 // After a successful authentication, the placeholders `{llm.user}` and
 // `{llm.key_id}` hold the key's user and public key id, and the access log
@@ -86,6 +90,9 @@ type Handler struct {
 	// The largest request body, in bytes, read when the handler must check a
 	// key's model scope. Default: 32 MiB.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
+
+	// How the keys' limits are enforced, and budgets shared by users and teams.
+	LimitSettings
 
 	authenticators []Authenticator
 	logger         *zap.Logger
@@ -121,7 +128,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.MaxBodySize == 0 {
 		h.MaxBodySize = llm.DefaultMaxBodySize
 	}
-	return nil
+	return h.provisionLimits(ctx)
 }
 
 // Validate checks the handler's settings.
@@ -129,7 +136,7 @@ func (h *Handler) Validate() error {
 	if h.MaxBodySize < 0 {
 		return fmt.Errorf("max_body_size must not be negative, got %d", h.MaxBodySize)
 	}
-	return nil
+	return h.validateLimits()
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
@@ -187,7 +194,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
-	return next.ServeHTTP(w, r)
+	return h.serveLimited(w, r, id, next)
 }
 
 // authenticate asks the authenticators in order. The first that knows the
@@ -256,6 +263,10 @@ func ParseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 //	llm_auth [<matcher>] {
 //	    max_body_size <size>
+//	    limits <store> [<args...>]
+//	    on_store_error [rate|quota|budget...] fail_open|fail_closed
+//	    budget user|team <name>|* <usd> [daily|weekly|monthly]
+//	    default_max_tokens <tokens>
 //	    <authenticator> [<args...>] [{
 //	        ...
 //	    }]
@@ -278,6 +289,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.MaxBodySize = size
 		default:
+			if ok, err := h.unmarshalLimitSetting(d); err != nil {
+				return err
+			} else if ok {
+				continue
+			}
 			mod, raw, err := directive.Guest(d, "llm_auth", "llm.auth", "source", "authenticator")
 			if err != nil {
 				return err

@@ -174,6 +174,7 @@ func TestCaddyfileRepeatedModels(t *testing.T) {
 func FuzzUnmarshalCaddyfile(f *testing.F) {
 	for _, seed := range []string{
 		exampleCaddyfile,
+		limitsCaddyfile,
 		"llm_auth",
 		"llm_auth {\nmax_body_size 1KiB\n}",
 		"llm_auth {\nstatic {\nkey k {\nmodels a* b?\n}\n}\n}",

@@ -71,6 +71,13 @@ type Key struct {
 	// any run of characters ("gpt-4o*", "meta-llama/*"), '?' one character
 	// and '[...]' one character of a class. Default: every model.
 	Models llm.Scope `json:"models,omitempty"`
+
+	// The team the key belongs to, for budgets shared by a team's keys.
+	Team string `json:"team,omitempty"`
+
+	// The key's rate limits, token quota and spend budget (see
+	// LimitSettings for how they are counted). Zero fields set no limit.
+	Limits llm.Limits `json:"limits,omitzero"`
 }
 
 type staticEntry struct {
@@ -122,10 +129,13 @@ func (s *Static) Provision(caddy.Context) error {
 		if err := k.Models.Validate(); err != nil {
 			return fmt.Errorf("%s: %w", keyLabel(i, id), err)
 		}
+		if err := checkLimits(k.Limits); err != nil {
+			return fmt.Errorf("%s: %w", keyLabel(i, id), err)
+		}
 		keyAt[digest], idAt[id] = i, i
 		s.entries = append(s.entries, staticEntry{
 			digest:   digest,
-			identity: &llm.Identity{User: k.User, KeyID: id, Models: k.Models},
+			identity: &llm.Identity{User: k.User, Team: k.Team, KeyID: id, Models: k.Models, Limits: k.Limits},
 		})
 	}
 	return nil
@@ -233,7 +243,13 @@ func (s *Static) Authenticate(_ context.Context, key string) (*llm.Identity, err
 //	    key <key> [{
 //	        id     <id>
 //	        user   <user>
+//	        team   <team>
 //	        models <pattern...>
+//	        rpm            <requests per minute>
+//	        tpm            <tokens per minute>
+//	        max_concurrent <requests>
+//	        quota          <tokens> [daily|weekly|monthly]
+//	        budget         <usd>    [daily|weekly|monthly]
 //	    }]
 //	}
 //
@@ -278,6 +294,10 @@ func (s *Static) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				if !d.AllArgs(&k.User) {
 					return d.ArgErr()
 				}
+			case "team":
+				if !d.AllArgs(&k.Team) {
+					return d.ArgErr()
+				}
 			case "models":
 				models := d.RemainingArgs()
 				if len(models) == 0 {
@@ -285,7 +305,11 @@ func (s *Static) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				k.Models = append(k.Models, models...)
 			default:
-				return d.Errf("unrecognized static key subdirective '%s'", d.Val())
+				if ok, err := parseLimit(d, &k.Limits); err != nil {
+					return err
+				} else if !ok {
+					return d.Errf("unrecognized static key subdirective '%s'", d.Val())
+				}
 			}
 		}
 		s.Keys = append(s.Keys, k)
