@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/openai/openai-go/v3"
-	"github.com/openai/openai-go/v3/option"
 	"github.com/spf13/cobra"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
@@ -57,12 +56,8 @@ func runLLMCommand(args ...string) (stdout, stderr string, err error) {
 	return o.String(), e.String(), err
 }
 
-func keyClient(g *llmtest.Gateway, key string) openai.Client {
-	return openai.NewClient(option.WithBaseURL(g.URL+"/v1"), option.WithAPIKey(key), option.WithMaxRetries(0))
-}
-
 func ask(g *llmtest.Gateway, key string) error {
-	c := keyClient(g, key)
+	c := sdk(g.URL, key)
 	_, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
 		Model:    "gpt-4o-mini",
 		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hello")},
@@ -222,7 +217,7 @@ func TestKeyCommandErrors(t *testing.T) {
 		{[]string{"llm", "key", "list", "--config", noDB}, "no llm_auth in it has a database authenticator"},
 		{[]string{"llm", "key", "list", "--config", noDB, "--db", db}, "not both"},
 		{[]string{"llm", "key", "show", "nosuchkey000", "--db", db}, "no such key"},
-		{[]string{"llm", "key", "create", "--db", db, "--budget-period", "hourly"}, "'hourly' is not a period"},
+		{[]string{"llm", "key", "create", "--db", db, "--budget-period", "hourly"}, "'hourly' is not daily, weekly or monthly"},
 		{[]string{"llm", "key", "create", "--db", db, "--expires", "soon"}, "is not a time"},
 		{[]string{"llm", "key", "update", "x", "--db", db, "--enable", "--disable"}, "contradict"},
 	} {
@@ -315,7 +310,7 @@ func TestKeyAdminAPI(t *testing.T) {
 		{"GET", "/llm/keys/nosuchkey000", "", http.StatusNotFound, "no such key"},
 		{"PATCH", "/llm/keys/" + id, `{"rpm": -1}`, http.StatusBadRequest, "rpm must not be negative"},
 		{"POST", "/llm/keys", `{"colour": "red"}`, http.StatusBadRequest, "colour"},
-		{"POST", "/llm/keys", `{"budget_period": "hourly"}`, http.StatusBadRequest, "'hourly' is not a period"},
+		{"POST", "/llm/keys", `{"budget_period": "hourly"}`, http.StatusBadRequest, "'hourly' is not daily, weekly or monthly"},
 		{"PUT", "/llm/keys/" + id, `{}`, http.StatusMethodNotAllowed, "not a key operation"},
 		{"POST", "/llm/keys/" + id, `{}`, http.StatusMethodNotAllowed, "not a key operation"},
 		{"GET", "/llm/keys?store=elsewhere", "", http.StatusNotFound, "no key store 'elsewhere'"},
@@ -385,5 +380,39 @@ func TestKeyCommandsPostgres(t *testing.T) {
 	}
 	if secret := key[len("sk-llm-")+13:]; strings.Contains(row, secret[:16]) || !strings.Contains(row, m[1]) {
 		t.Errorf("the row %q holds the secret, or is not the key's", row)
+	}
+}
+
+// A database key's limits reach llm_auth's checks, and a change through
+// the admin API applies to the next request.
+func TestDatabaseKeyLimits(t *testing.T) {
+	db := filepath.Join(t.TempDir(), "keys.db")
+	g := llmtest.Start(t, nil, strings.NewReplacer("DB", db, "TTL", "1h").Replace(keySite))
+	req, _ := http.NewRequest("POST", g.AdminURL+"/llm/keys", strings.NewReader(`{"user": "dana", "rpm": 2}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct{ ID, Key string }
+	if err := json.NewDecoder(resp.Body).Decode(&created); err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /llm/keys: %d, %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+	for i := range 2 {
+		if err := ask(g, created.Key); err != nil {
+			t.Fatalf("request %d of 2 a minute: %v", i+1, err)
+		}
+	}
+	var e *openai.Error
+	if err := ask(g, created.Key); !errors.As(err, &e) || e.StatusCode != http.StatusTooManyRequests || e.Code != "rate_limit_exceeded" {
+		t.Fatalf("request 3 of 2 a minute: %v, want 429 rate_limit_exceeded", err)
+	}
+	req, _ = http.NewRequest("PATCH", g.AdminURL+"/llm/keys/"+created.ID, strings.NewReader(`{"rpm": 3}`))
+	if resp, err = http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("PATCH: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	if err := ask(g, created.Key); err != nil {
+		t.Fatalf("request 3 of 3 a minute: %v", err)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"math"
 	"regexp"
 	"strings"
 	"time"
@@ -198,27 +197,7 @@ func (c *KeyChange) applyChecked(k *StoredKey, now time.Time) error {
 	if err := k.Models.Validate(); err != nil {
 		return fmt.Errorf("models: %w", err)
 	}
-	return validKeyLimits(k.Limits)
-}
-
-// validKeyLimits checks a key's limits.
-func validKeyLimits(l llm.Limits) error {
-	for name, v := range map[string]int64{"rpm": l.RPM, "tpm": l.TPM, "max_concurrent": l.MaxConcurrent, "quota": l.Quota} {
-		if v < 0 {
-			return fmt.Errorf("%s must not be negative, got %d", name, v)
-		}
-	}
-	if l.Budget < 0 || math.IsNaN(l.Budget) || math.IsInf(l.Budget, 0) {
-		return fmt.Errorf("budget must be a non-negative amount of USD, got %v", l.Budget)
-	}
-	for name, p := range map[string]llm.Period{"quota_period": l.QuotaPeriod, "budget_period": l.BudgetPeriod} {
-		switch p {
-		case llm.PeriodLifetime, llm.PeriodDaily, llm.PeriodWeekly, llm.PeriodMonthly:
-		default:
-			return fmt.Errorf("%s '%s' is not a period: use daily, weekly, monthly, or nothing for the key's lifetime", name, p)
-		}
-	}
-	return nil
+	return checkLimits(k.Limits)
 }
 
 // parseExpiry reads an expiry as KeyChange.ExpiresAt describes it; nil
