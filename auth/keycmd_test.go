@@ -56,8 +56,9 @@ func runLLMCommand(args ...string) (stdout, stderr string, err error) {
 	return o.String(), e.String(), err
 }
 
-func ask(g *llmtest.Gateway, key string) error {
-	c := sdk(g.URL, key)
+// ask makes one chat call to the gateway at url.
+func ask(url, key string) error {
+	c := sdk(url, key)
 	_, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
 		Model:    "gpt-4o-mini",
 		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hello")},
@@ -66,20 +67,21 @@ func ask(g *llmtest.Gateway, key string) error {
 }
 
 // wantRefused waits up to within for the key to be refused with 401 and the
-// code.
-func wantRefused(t *testing.T, g *llmtest.Gateway, key, code string, within time.Duration) {
+// code, and returns how long that took.
+func wantRefused(t *testing.T, url, key, code string, within time.Duration) time.Duration {
 	t.Helper()
-	deadline := time.Now().Add(within)
+	start := time.Now()
+	deadline := start.Add(within)
 	for {
-		err := ask(g, key)
+		err := ask(url, key)
 		var e *openai.Error
 		if errors.As(err, &e) && e.StatusCode == http.StatusUnauthorized && e.Code == code {
-			return
+			return time.Since(start)
 		}
 		if time.Now().After(deadline) {
 			t.Fatalf("after %v: got %v, want 401 %s", within, err, code)
 		}
-		time.Sleep(50 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
@@ -127,7 +129,7 @@ func TestKeyCommands(t *testing.T) {
 		t.Fatalf("create printed %q, want only a key sk-llm-<id>-<secret>", key)
 	}
 	id, secret := m[1], key[len("sk-llm-")+13:]
-	if err := ask(g, key); err != nil {
+	if err := ask(g.URL, key); err != nil {
 		t.Fatalf("the new key: %v", err)
 	}
 	if up, _ := g.Fake.LastRequest(); strings.Contains(up.Header.Get("Authorization"), secret) {
@@ -147,10 +149,10 @@ func TestKeyCommands(t *testing.T) {
 	}
 
 	llmCommand(t, append([]string{"llm", "key", "update", id, "--disable"}, store...)...)
-	wantRefused(t, g, key, "api_key_disabled", 2*time.Second)
+	wantRefused(t, g.URL, key, "api_key_disabled", 2*time.Second)
 	llmCommand(t, append([]string{"llm", "key", "update", id, "--enable", "--rpm", "0"}, store...)...)
 	deadline := time.Now().Add(2 * time.Second)
-	for err := ask(g, key); err != nil; err = ask(g, key) {
+	for err := ask(g.URL, key); err != nil; err = ask(g.URL, key) {
 		if time.Now().After(deadline) {
 			t.Fatalf("enabled again: %v", err)
 		}
@@ -172,8 +174,8 @@ func TestKeyCommands(t *testing.T) {
 	if out := llmCommand(t, "llm", "key", "revoke", id, "--db", "sqlite:"+db); !regexp.MustCompile(`status:\s+revoked`).MatchString(out) {
 		t.Errorf("revoke printed:\n%s", out)
 	}
-	wantRefused(t, g, key, "api_key_revoked", 2*time.Second)
-	if err := ask(g, "sk-static-ops"); err != nil {
+	wantRefused(t, g.URL, key, "api_key_revoked", 2*time.Second)
+	if err := ask(g.URL, "sk-static-ops"); err != nil {
 		t.Errorf("the static key beside the database: %v", err)
 	}
 
@@ -267,7 +269,7 @@ func TestKeyAdminAPI(t *testing.T) {
 	if created["user"] != "bob" || created["tpm"] != float64(1000000) || created["status"] != "active" || created["expires_at"] == nil {
 		t.Errorf("POST answered %v", created)
 	}
-	if err := ask(g, key); err != nil {
+	if err := ask(g.URL, key); err != nil {
 		t.Fatalf("the new key: %v", err)
 	}
 	// No body: a key with no settings.
@@ -292,15 +294,15 @@ func TestKeyAdminAPI(t *testing.T) {
 	if got := admin("PATCH", "/llm/keys/"+id, `{"disabled": true}`, http.StatusOK); got["status"] != "disabled" {
 		t.Errorf("PATCH disabled answered %v", got)
 	}
-	wantRefused(t, g, key, "api_key_disabled", 0)
+	wantRefused(t, g.URL, key, "api_key_disabled", 0)
 	admin("PATCH", "/llm/keys/"+id, `{"disabled": false}`, http.StatusOK)
-	if err := ask(g, key); err != nil {
+	if err := ask(g.URL, key); err != nil {
 		t.Fatalf("enabled again: %v", err)
 	}
 	if got := admin("DELETE", "/llm/keys/"+id, "", http.StatusOK); got["status"] != "revoked" {
 		t.Errorf("DELETE answered %v", got)
 	}
-	wantRefused(t, g, key, "api_key_revoked", 0)
+	wantRefused(t, g.URL, key, "api_key_revoked", 0)
 
 	for _, tc := range []struct {
 		method, path, body string
@@ -337,9 +339,10 @@ func TestKeyAdminAPI(t *testing.T) {
 	}
 }
 
-// The same against PostgreSQL, in a table of the test's own.
-func TestKeyCommandsPostgres(t *testing.T) {
-	table := "llm_keys_cli_" + strings.ToLower(rand.Text()[:10])
+// postgresTable is a key table of the test's own in the machine's
+// PostgreSQL, dropped after it, and the key site using it.
+func postgresTable(t *testing.T, ttl string) (db *sqldb.DB, table, site string) {
+	table = "llm_keys_e2e_" + strings.ToLower(rand.Text()[:10])
 	db, err := sqldb.Open(context.Background(), sqldb.Postgres, llmtest.PostgresDSN)
 	if err != nil {
 		t.Fatal(err)
@@ -353,8 +356,14 @@ func TestKeyCommandsPostgres(t *testing.T) {
 		}
 		sqldb.Release(db)
 	})
-	site := strings.Replace(keySite, "database sqlite DB {", "database postgres "+llmtest.PostgresDSN+" {\n\t\t\ttable "+table, 1)
-	g := llmtest.Start(t, nil, strings.Replace(site, "TTL", "200ms", 1))
+	site = strings.Replace(keySite, "database sqlite DB {", "database postgres "+llmtest.PostgresDSN+" {\n\t\t\ttable "+table, 1)
+	return db, table, strings.Replace(site, "TTL", ttl, 1)
+}
+
+// The same against PostgreSQL, in a table of the test's own.
+func TestKeyCommandsPostgres(t *testing.T) {
+	db, table, site := postgresTable(t, "200ms")
+	g := llmtest.Start(t, nil, site)
 	store := []string{"--db", llmtest.PostgresDSN, "--table", table}
 
 	key := strings.TrimSpace(llmCommand(t, append([]string{"llm", "key", "create", "--user", "carol", "--expires", "2099-01-01"}, store...)...))
@@ -362,7 +371,7 @@ func TestKeyCommandsPostgres(t *testing.T) {
 	if m == nil {
 		t.Fatalf("create printed %q", key)
 	}
-	if err := ask(g, key); err != nil {
+	if err := ask(g.URL, key); err != nil {
 		t.Fatalf("the new key: %v", err)
 	}
 	var listed []map[string]any
@@ -373,7 +382,7 @@ func TestKeyCommandsPostgres(t *testing.T) {
 		t.Errorf("list --json = %v", listed)
 	}
 	llmCommand(t, append([]string{"llm", "key", "revoke", m[1]}, store...)...)
-	wantRefused(t, g, key, "api_key_revoked", 2*time.Second)
+	wantRefused(t, g.URL, key, "api_key_revoked", 2*time.Second)
 	var row string
 	if err := db.QueryRowContext(context.Background(), `SELECT CONCAT_WS('|', id, key_hash, user_name, team, name, models) FROM `+table).Scan(&row); err != nil {
 		t.Fatal(err)
@@ -399,12 +408,12 @@ func TestDatabaseKeyLimits(t *testing.T) {
 	}
 	resp.Body.Close()
 	for i := range 2 {
-		if err := ask(g, created.Key); err != nil {
+		if err := ask(g.URL, created.Key); err != nil {
 			t.Fatalf("request %d of 2 a minute: %v", i+1, err)
 		}
 	}
 	var e *openai.Error
-	if err := ask(g, created.Key); !errors.As(err, &e) || e.StatusCode != http.StatusTooManyRequests || e.Code != "rate_limit_exceeded" {
+	if err := ask(g.URL, created.Key); !errors.As(err, &e) || e.StatusCode != http.StatusTooManyRequests || e.Code != "rate_limit_exceeded" {
 		t.Fatalf("request 3 of 2 a minute: %v, want 429 rate_limit_exceeded", err)
 	}
 	req, _ = http.NewRequest("PATCH", g.AdminURL+"/llm/keys/"+created.ID, strings.NewReader(`{"rpm": 3}`))
@@ -412,7 +421,47 @@ func TestDatabaseKeyLimits(t *testing.T) {
 		t.Fatalf("PATCH: %v %v", resp, err)
 	}
 	resp.Body.Close()
-	if err := ask(g, created.Key); err != nil {
+	if err := ask(g.URL, created.Key); err != nil {
 		t.Fatalf("request 3 of 3 a minute: %v", err)
 	}
+}
+
+// Two gateways, this process and a child, share a PostgreSQL key table: a
+// key revoked through one's admin API is refused there at once, and by the
+// other within its cache_ttl.
+func TestDatabaseFleetRevoke(t *testing.T) {
+	const ttl = time.Second
+	_, _, site := postgresTable(t, ttl.String())
+	g := llmtest.Start(t, nil, site)
+	other := g.StartProcess(t, site)
+	req, _ := http.NewRequest("POST", g.AdminURL+"/llm/keys", strings.NewReader(`{"user": "erin"}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var created struct{ ID, Key string }
+	if err := json.NewDecoder(resp.Body).Decode(&created); err != nil || resp.StatusCode != http.StatusCreated {
+		t.Fatalf("POST /llm/keys: %d, %v", resp.StatusCode, err)
+	}
+	resp.Body.Close()
+	for _, url := range []string{g.URL, other.URL} {
+		if err := ask(url, created.Key); err != nil {
+			t.Fatalf("the new key at %s: %v", url, err)
+		}
+	}
+	cached := time.Now() // the other instance trusts the key until about cached+ttl
+
+	req, _ = http.NewRequest("DELETE", g.AdminURL+"/llm/keys/"+created.ID, nil)
+	if resp, err = http.DefaultClient.Do(req); err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE: %v %v", resp, err)
+	}
+	resp.Body.Close()
+	revoked := time.Now()
+	wantRefused(t, g.URL, created.Key, "api_key_revoked", 0) // the very next request
+	took := wantRefused(t, other.URL, created.Key, "api_key_revoked", 3*ttl)
+	// The slack is for one request and the polling, on a busy machine.
+	if bound := ttl - revoked.Sub(cached) + 500*time.Millisecond; took > bound {
+		t.Errorf("the other instance refused the key %v after the revocation, want within %v", took, bound)
+	}
+	t.Logf("revoked key refused by the other instance %v after the revocation (cache_ttl %v)", took.Round(time.Millisecond), ttl)
 }
