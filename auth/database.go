@@ -171,7 +171,7 @@ func (d *Database) Authenticate(ctx context.Context, key string) (*llm.Identity,
 	if err := e.key.refusal(now); err != nil {
 		return nil, err
 	}
-	d.store.touch(id, now)
+	d.store.touch(e, now)
 	return e.identity, nil
 }
 
@@ -212,6 +212,8 @@ type cacheEntry struct {
 	key      *StoredKey
 	identity *llm.Identity
 	fetched  time.Time
+	// touched is when touch last queued a stamp for the key (Unix ns).
+	touched atomic.Int64
 }
 
 // touchInterval is how often last-used stamps are written; a variable so
@@ -403,10 +405,16 @@ func (s *keyStore) revoke(ctx context.Context, id string) (*StoredKey, error) {
 	return t.Revoke(ctx, id)
 }
 
-// touch notes that the key was used; touchLoop writes it later.
-func (s *keyStore) touch(id string, at time.Time) {
+// touch notes that the key of e was used; touchLoop writes it later. At
+// most once a second per key, so that busy keys do not all queue on s.mu:
+// the stamps are written every few seconds anyway.
+func (s *keyStore) touch(e *cacheEntry, at time.Time) {
+	last := e.touched.Load()
+	if at.UnixNano()-last < int64(time.Second) || !e.touched.CompareAndSwap(last, at.UnixNano()) {
+		return
+	}
 	s.mu.Lock()
-	s.used[id] = at
+	s.used[e.key.ID] = at
 	s.mu.Unlock()
 }
 
