@@ -193,6 +193,7 @@ type keyStore struct {
 	table      *keyTable  // nil until connected
 	retryAt    time.Time
 	connErr    error
+	closed     bool
 	used       map[string]time.Time
 
 	cacheMu sync.RWMutex
@@ -280,6 +281,15 @@ func (s *keyStore) keys(ctx context.Context) (*keyTable, error) {
 		return nil, err
 	}
 	defer s.connecting.Unlock()
+	s.mu.Lock()
+	t, closed := s.table, s.closed // connected by another request since the check above?
+	s.mu.Unlock()
+	if t != nil {
+		return t, nil
+	}
+	if closed {
+		return nil, errors.New("the key store was closed with its config")
+	}
 	t, err = openKeyTable(ctx, s.dialect, s.dsn, s.tableName)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -464,8 +474,12 @@ func (s *keyStore) flushTouches() {
 func (s *keyStore) Destruct() error {
 	close(s.stop)
 	<-s.done
+	// Not while a straggling request connects, and none may after.
+	s.connecting.Lock()
+	defer s.connecting.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closed = true
 	if s.table != nil {
 		sqldb.Release(s.table.db)
 		s.table = nil
