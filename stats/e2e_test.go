@@ -76,6 +76,19 @@ const (
 // prices are the site's, in USD per million tokens (input, output).
 var prices = map[string][2]float64{"gpt-4o-mini": {0.15, 0.60}, "gpt-4o": {2.5, 10}, "flaky": {0, 0}}
 
+// queriers are the recorders the stats API and the dashboard are tested
+// against: how llm_stats names them, and their module ID.
+var queriers = []struct{ config, module string }{
+	{"testquery", "llm.stats.testquery"},
+}
+
+// eachQuerier runs test once per querier, as a subtest.
+func eachQuerier(t *testing.T, test func(t *testing.T, config, module string)) {
+	for _, q := range queriers {
+		t.Run(strings.Fields(q.config)[0], func(t *testing.T) { test(t, q.config, q.module) })
+	}
+}
+
 // startSite runs the site with the recorder given and returns the gateway
 // and the host of its broken upstream.
 func startSite(t *testing.T, recorder string) (*llmtest.Gateway, string) {
