@@ -348,12 +348,24 @@ func TestUpstreamErrors(t *testing.T) {
 	g := start(t, fake, teamSite)
 	c := client(g, "sk-team-alice")
 	ctx := context.Background()
-	for _, status := range []int{400, 429, 500, 503} {
-		fake.SetBehavior(fakellm.Behavior{Status: status})
+	// The client's own mistake keeps its status and message; an upstream
+	// failure is the gateway's own 502 (the upstream's text goes to the log);
+	// a rate limit makes the only upstream rest, and the client is told when
+	// to come back.
+	for _, tt := range []struct {
+		status, want int
+		code         string
+	}{
+		{400, 400, ""}, {500, 502, "upstream_error"}, {503, 502, "upstream_error"}, {429, 503, "upstream_unavailable"},
+	} {
+		fake.SetBehavior(fakellm.Behavior{Status: tt.status})
 		_, err := c.Chat.Completions.New(ctx, chat("gpt-4o-mini", "hi"))
-		e := apiError(t, err, status)
-		if e.Message == "" {
-			t.Fatalf("%d: no message: %s", status, e.RawJSON())
+		e := apiError(t, err, tt.want)
+		if e.Message == "" || (tt.code != "" && e.Code != tt.code) || strings.Contains(e.Message, "Sorry about that") {
+			t.Fatalf("%d: %s", tt.status, e.RawJSON())
+		}
+		if tt.status == 429 && e.Response.Header.Get("Retry-After") == "" {
+			t.Fatalf("503 without Retry-After")
 		}
 	}
 	fake.SetBehavior(fakellm.Behavior{})

@@ -108,13 +108,27 @@ func tooLarge(limit int64) *Error {
 		"the request body is larger than the gateway's limit of %d bytes", limit)
 }
 
-// ParseRequest parses the top-level fields of a JSON request body.
+// ParseRequest parses the top-level fields of a JSON request body. A body
+// that repeats the model, stream or stream_options key is refused: JSON
+// parsers disagree on which copy wins, so an upstream could serve a model
+// other than the one the gateway checked the key's scope against.
 func ParseRequest(body []byte) (*Request, *Error) {
 	req := &Request{Body: body}
+	var seen struct{ model, stream, options bool }
+	once := func(field string, seen *bool) error {
+		if *seen {
+			return &fieldError{field, "appears more than once; send each top-level key once"}
+		}
+		*seen = true
+		return nil
+	}
 	err := ScanObject(body, func(key []byte, v Span) error {
 		val := body[v.Start:v.End]
 		switch string(key) {
 		case "model":
+			if err := once("model", &seen.model); err != nil {
+				return err
+			}
 			if val[0] != '"' {
 				return &fieldError{"model", "must be a string"}
 			}
@@ -124,6 +138,9 @@ func ParseRequest(body []byte) (*Request, *Error) {
 			}
 			req.Model, req.ModelSpan = m, v
 		case "stream":
+			if err := once("stream", &seen.stream); err != nil {
+				return err
+			}
 			switch string(val) {
 			case "true":
 				req.Stream = true
@@ -133,6 +150,9 @@ func ParseRequest(body []byte) (*Request, *Error) {
 				return &fieldError{"stream", "must be true or false"}
 			}
 		case "stream_options":
+			if err := once("stream_options", &seen.options); err != nil {
+				return err
+			}
 			req.StreamOptionsSpan = v
 			if val[0] == 'n' {
 				return nil

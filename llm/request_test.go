@@ -35,6 +35,10 @@ func TestParseRequest(t *testing.T) {
 		{name: "model number", body: `{"model":4}`, code: "invalid_value"},
 		{name: "stream string", body: `{"model":"m","stream":"yes"}`, code: "invalid_value"},
 		{name: "options array", body: `{"model":"m","stream_options":[]}`, code: "invalid_value"},
+		{name: "model twice", body: `{"model":"cheap","messages":[],"model":"dear"}`, code: "invalid_value"},
+		{name: "model twice escaped", body: `{"model":"cheap","\u006dodel":"dear"}`, code: "invalid_value"},
+		{name: "stream twice", body: `{"model":"m","stream":false,"stream":true}`, code: "invalid_value"},
+		{name: "options twice", body: `{"model":"m","stream_options":null,"stream_options":{"include_usage":true}}`, code: "invalid_value"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -165,6 +169,7 @@ func FuzzParseRequest(f *testing.F) {
 		`{"messages":[{"role":"user","content":"hi \"there\""}],"model":"x"}`,
 		`{"model":"a\u00e9","stream":false,"n":[1,2,{"a":null}]}`,
 		`{}`, `[]`, `{"model":`, `{"a":tru}`,
+		`{"model":"a","model":"b"}`, `{"stream":true,"n":1,"stream":false}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -187,6 +192,9 @@ func FuzzParseRequest(f *testing.F) {
 			}
 			t.Fatalf("rejected a valid object %q: %v", body, e)
 		}
+		if dup := duplicateKeys(body); dup["model"] || dup["stream"] || dup["stream_options"] {
+			t.Fatalf("accepted %q, which repeats a key the gateway acts on", body)
+		}
 		if hasDuplicateKeys(body) {
 			return
 		}
@@ -204,11 +212,15 @@ func FuzzParseRequest(f *testing.F) {
 
 // hasDuplicateKeys reports whether an object repeats a top-level key, where
 // encoding/json keeps the last and the scanner reports each.
-func hasDuplicateKeys(body []byte) bool {
-	seen := map[string]bool{}
-	dup := false
+func hasDuplicateKeys(body []byte) bool { return len(duplicateKeys(body)) > 0 }
+
+// duplicateKeys returns the top-level keys an object repeats.
+func duplicateKeys(body []byte) map[string]bool {
+	seen, dup := map[string]bool{}, map[string]bool{}
 	_ = ScanObject(body, func(key []byte, _ Span) error {
-		dup = dup || seen[string(key)]
+		if seen[string(key)] {
+			dup[string(key)] = true
+		}
 		seen[string(key)] = true
 		return nil
 	})

@@ -32,9 +32,30 @@ func ParseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //		model <name> {
 //			upstream <provider> <base_url> [<api_key>] {
 //				model   <upstream_model>
+//				weight  <n>
 //				header  <name> <value>
 //				timeout <duration>
+//				transport {
+//					dial_timeout             <duration>
+//					tls_server_name          <name>
+//					tls_insecure_skip_verify
+//					proxy                    <url>|none
+//					max_conns_per_host       <n>
+//					max_idle_conns_per_host  <n>
+//				}
 //			}
+//			price               <input> <output> [<cached input>]
+//			lb_policy           <policy>
+//			lb_retries          <n>
+//			lb_try_duration     <duration>
+//			max_fails           <n>
+//			fail_duration       <duration>
+//			first_byte_timeout  <duration>
+//			stream_idle_timeout <duration>
+//			timeout             <duration>
+//			health_uri          <path>
+//			health_interval     <duration>
+//			fallback            <model...>
 //		}
 //		<catalog> [<args...>] [{ ... }]
 //	}
@@ -102,6 +123,52 @@ func parseModel(d *caddyfile.Dispenser) (*Model, error) {
 				return nil, err
 			}
 			m.Price = p
+		case "lb_policy":
+			raw, err := parsePolicy(d)
+			if err != nil {
+				return nil, err
+			}
+			m.PolicyRaw = raw
+		case "lb_retries":
+			n, err := intArg(d, 0)
+			if err != nil {
+				return nil, err
+			}
+			m.Retries = &n
+		case "max_fails":
+			n, err := intArg(d, 1)
+			if err != nil {
+				return nil, err
+			}
+			m.MaxFails = n
+		case "lb_try_duration", "fail_duration", "first_byte_timeout", "stream_idle_timeout", "timeout", "health_interval":
+			field := map[string]*caddy.Duration{
+				"lb_try_duration":     &m.TryDuration,
+				"fail_duration":       &m.FailDuration,
+				"first_byte_timeout":  &m.FirstByteTimeout,
+				"stream_idle_timeout": &m.StreamIdleTimeout,
+				"timeout":             &m.Timeout,
+				"health_interval":     &m.HealthInterval,
+			}[d.Val()]
+			dur, err := durationArg(d)
+			if err != nil {
+				return nil, err
+			}
+			*field = dur
+		case "health_uri":
+			if !d.NextArg() || !strings.HasPrefix(d.Val(), "/") {
+				return nil, d.Err("health_uri: want a path such as /models")
+			}
+			m.HealthURI = d.Val()
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+		case "fallback":
+			names := d.RemainingArgs()
+			if len(names) == 0 {
+				return nil, d.Err("fallback: name at least one model")
+			}
+			m.Fallbacks = append(m.Fallbacks, names...)
 		default:
 			return nil, d.Errf("unknown subdirective '%s' in model '%s'", d.Val(), m.Name)
 		}
@@ -130,13 +197,114 @@ func parsePrice(d *caddyfile.Dispenser) (*llm.Price, error) {
 	return &llm.Price{Input: v[0], Output: v[1], CachedInput: v[2]}, nil
 }
 
+// parsePolicy parses "lb_policy <name> [<options>]". A policy module that
+// reads the Caddyfile gets its options; the built-in ones take none.
+func parsePolicy(d *caddyfile.Dispenser) (json.RawMessage, error) {
+	if !d.NextArg() {
+		return nil, d.Errf("lb_policy: name a policy: %s", knownModules("llm.route.policies"))
+	}
+	name := d.Val()
+	id := "llm.route.policies." + name
+	info, err := caddy.GetModule(id)
+	if err != nil {
+		return nil, d.Errf("lb_policy: unknown policy '%s'; known policies: %s", name, knownModules("llm.route.policies"))
+	}
+	mod := info.New()
+	if _, ok := mod.(caddyfile.Unmarshaler); ok {
+		um, err := caddyfile.UnmarshalModule(d, id)
+		if err != nil {
+			return nil, err
+		}
+		mod = um.(caddy.Module)
+	} else if d.NextArg() {
+		return nil, d.Errf("lb_policy %s takes no options", name)
+	}
+	return caddyconfig.JSONModuleObject(mod, "policy", name, nil), nil
+}
+
+// intArg parses the one argument of the subdirective d is on as an integer
+// of at least low.
+func intArg(d *caddyfile.Dispenser, low int) (int, error) {
+	name := d.Val()
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	n, err := strconv.Atoi(d.Val())
+	if err != nil || n < low {
+		return 0, d.Errf("%s: '%s' is not a whole number of at least %d", name, d.Val(), low)
+	}
+	if d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	return n, nil
+}
+
+// durationArg parses the one argument of the subdirective d is on as a
+// positive duration.
+func durationArg(d *caddyfile.Dispenser) (caddy.Duration, error) {
+	name := d.Val()
+	if !d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	dur, err := caddy.ParseDuration(d.Val())
+	if err != nil || dur <= 0 {
+		return 0, d.Errf("%s: '%s' is not a positive duration such as 30s", name, d.Val())
+	}
+	if d.NextArg() {
+		return 0, d.ArgErr()
+	}
+	return caddy.Duration(dur), nil
+}
+
+func parseTransport(d *caddyfile.Dispenser) (*Transport, error) {
+	if d.NextArg() {
+		return nil, d.ArgErr()
+	}
+	t := &Transport{}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		var err error
+		switch d.Val() {
+		case "dial_timeout":
+			t.DialTimeout, err = durationArg(d)
+		case "tls_server_name", "proxy":
+			name := d.Val()
+			if !d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			if name == "proxy" {
+				t.Proxy = d.Val()
+			} else {
+				t.TLSServerName = d.Val()
+			}
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+		case "tls_insecure_skip_verify":
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
+			t.TLSInsecureSkipVerify = true
+		case "max_conns_per_host":
+			t.MaxConnsPerHost, err = intArg(d, 1)
+		case "max_idle_conns_per_host":
+			t.MaxIdleConnsPerHost, err = intArg(d, 1)
+		default:
+			return nil, d.Errf("unknown subdirective '%s' in transport", d.Val())
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	return t, nil
+}
+
 func parseUpstream(d *caddyfile.Dispenser) (*Upstream, error) {
 	args := d.RemainingArgs()
 	if len(args) < 2 || len(args) > 3 {
 		return nil, d.Err("usage: upstream <provider> <base_url> [<api_key>]")
 	}
 	if _, err := caddy.GetModule("llm.route.providers." + args[0]); err != nil {
-		return nil, d.Errf("unknown provider '%s'; known providers: %s", args[0], knownProviders())
+		return nil, d.Errf("unknown provider '%s'; known providers: %s", args[0], knownModules("llm.route.providers"))
 	}
 	u := &Upstream{
 		ProviderRaw: caddyconfig.JSONModuleObject(struct{}{}, "name", args[0], nil),
@@ -163,14 +331,26 @@ func parseUpstream(d *caddyfile.Dispenser) (*Upstream, error) {
 			u.Headers.Add(args[0], args[1])
 			continue
 		case "timeout":
-			if !d.NextArg() {
-				return nil, d.ArgErr()
+			dur, err := durationArg(d)
+			if err != nil {
+				return nil, err
 			}
-			dur, err := caddy.ParseDuration(d.Val())
-			if err != nil || dur <= 0 {
-				return nil, d.Errf("timeout: '%s' is not a positive duration such as 30s", d.Val())
+			u.Timeout = dur
+			continue
+		case "weight":
+			n, err := intArg(d, 1)
+			if err != nil {
+				return nil, err
 			}
-			u.Timeout = caddy.Duration(dur)
+			u.Weight = n
+			continue
+		case "transport":
+			t, err := parseTransport(d)
+			if err != nil {
+				return nil, err
+			}
+			u.Transport = t
+			continue
 		default:
 			return nil, d.Errf("unknown subdirective '%s' in upstream", d.Val())
 		}
@@ -181,9 +361,10 @@ func parseUpstream(d *caddyfile.Dispenser) (*Upstream, error) {
 	return u, nil
 }
 
-func knownProviders() string {
+// knownModules lists the names of the modules in namespace ns.
+func knownModules(ns string) string {
 	var names []string
-	for _, m := range caddy.GetModules("llm.route.providers") {
+	for _, m := range caddy.GetModules(ns) {
 		names = append(names, m.ID.Name())
 	}
 	sort.Strings(names)

@@ -42,6 +42,14 @@ func (c *Config) Provision(ctx caddy.Context) error {
 	return nil
 }
 
+// Cleanup lets go of the models' shared state.
+func (c *Config) Cleanup() error {
+	for _, m := range c.Models {
+		m.Cleanup()
+	}
+	return nil
+}
+
 // Lookup returns the named model, or nil.
 func (c *Config) Lookup(name string) *Model { return c.byName[name] }
 
@@ -50,6 +58,7 @@ func (c *Config) List() []*Model { return c.Models }
 
 // Interface guards
 var (
-	_ Catalog           = (*Config)(nil)
-	_ caddy.Provisioner = (*Config)(nil)
+	_ Catalog            = (*Config)(nil)
+	_ caddy.Provisioner  = (*Config)(nil)
+	_ caddy.CleanerUpper = (*Config)(nil)
 )

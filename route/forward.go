@@ -1,6 +1,7 @@
 package route
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,7 +10,6 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -19,88 +19,420 @@ import (
 )
 
 const (
-	// defaultTimeout bounds an upstream's answer when its config sets none.
-	defaultTimeout = 5 * time.Minute
 	// maxErrorBody bounds how much of an upstream error body is read.
 	maxErrorBody = 1 << 20
 	// maxResponseBody bounds an unstreamed upstream answer.
 	maxResponseBody = 64 << 20
+	// maxHeld bounds the events held back before a stream's first content
+	// event; past it the stream is committed anyway.
+	maxHeld = 1 << 20
 	// statusClientClosed is the status recorded when the client goes away
 	// before it gets an answer (nginx's and Caddy's 499).
 	statusClientClosed = 499
 )
 
-// forward sends the call to upstream u and relays the answer to the client.
-func (h *Handler) forward(w http.ResponseWriter, r *http.Request, call *llm.Call, endpoint llm.Endpoint, req *llm.Request, u *Upstream) {
-	provider, providerName := u.Provider()
-	x := &Exchange{Endpoint: endpoint, Request: req, Upstream: u, Model: req.Model}
-	if u.Model != "" {
-		x.Model = u.Model
-	}
-	call.UpstreamModel, call.Provider, call.Upstream = x.Model, providerName, u.Host()
+// The causes a try's context is cancelled with, which tell a timeout from
+// a broken connection.
+var (
+	errFirstByte   = errors.New("first_byte_timeout")
+	errStreamIdle  = errors.New("stream_idle_timeout")
+	errCallTimeout = errors.New("timeout")
+)
 
-	// The upstream request lives in the client's context, so a client that
-	// goes away stops the upstream call (and its spend) at once.
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	timeout := time.Duration(u.Timeout)
-	if timeout == 0 {
-		timeout = defaultTimeout
+// try is one attempt of a call at one upstream: the request built, sent, and
+// waited on up to the answer's first content byte. Nothing of it has reached
+// the client yet.
+type try struct {
+	model    *Model
+	up       *Upstream
+	x        *Exchange
+	outcome  Outcome
+	status   int
+	cooldown time.Duration // for rate_limited and auth_refused
+	cause    error         // why it failed, for the log only
+	begin    time.Time
+	latency  time.Duration
+	timeout  time.Duration // the first-byte timeout it had
+	ctx      context.Context
+	cancel   context.CancelCauseFunc
+
+	// clientErr is the answer for a client_error.
+	clientErr *llm.Error
+	// A successful try holds the answer: an unstreamed body, or a stream
+	// with the events read up to its first content event.
+	body   []byte
+	usage  *llm.Usage
+	resp   *http.Response
+	stream Stream
+	held   [][]byte
+	eof    bool
+	idle   *idleReader
+}
+
+// chain returns the models a call may be served by: the model asked for,
+// then those of its fallbacks that exist and the client's key may use.
+func (h *Handler) chain(call *llm.Call, m *Model) []*Model {
+	models := []*Model{m}
+	for _, name := range m.Fallbacks {
+		if call.Identity.CheckModel(name) != nil {
+			continue
+		}
+		if fm := h.model(name); fm != nil {
+			models = append(models, fm)
+		}
 	}
-	var timedOut atomic.Bool
-	timer := time.AfterFunc(timeout, func() {
-		timedOut.Store(true)
-		cancel()
-	})
+	return models
+}
+
+// serveCall forwards the call: it tries upstreams of the model, then of its
+// fallbacks, until one answers, records every try, and answers the client
+// with the answer or with the last try's failure.
+func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, call *llm.Call, endpoint llm.Endpoint, req *llm.Request, m *Model) {
+	ctx, cancel := context.WithTimeoutCause(r.Context(), m.timeout, errCallTimeout)
+	defer cancel()
+	models := h.chain(call, m)
+	var last *try
+	tried := make([]*Upstream, 0, 4)
+loop:
+	for _, mm := range models {
+		began := time.Now()
+		tried = tried[:0]
+		for n := 0; n <= mm.retries; n++ {
+			if ctx.Err() != nil || (n > 0 && mm.TryDuration > 0 && time.Since(began) >= time.Duration(mm.TryDuration)) {
+				break
+			}
+			u := mm.next(r, tried, n == 0)
+			if u == nil {
+				break
+			}
+			tried = append(tried, u)
+			t := h.try(ctx, mm, u, endpoint, req)
+			call.Attempts = append(call.Attempts, llm.Attempt{
+				Model: mm.Name, Provider: u.providerName, Upstream: u.host, UpstreamID: u.id,
+				Status: t.status, Outcome: string(t.outcome), Latency: t.latency,
+			})
+			call.UpstreamModel, call.Provider, call.Upstream = u.upstreamName, u.providerName, u.host
+			if t.outcome == OutcomeOK {
+				h.relay(w, r, call, t)
+				return
+			}
+			h.logTry(call, t)
+			last = t
+			if !t.outcome.retry() {
+				break loop
+			}
+		}
+	}
+	h.answerFailure(w, r, call, m, models, last)
+}
+
+// next returns the upstream for the model's next try, or nil when none is
+// left: a policy's pick among the available upstreams not yet tried, or,
+// for the model's first try when every upstream is out after failures,
+// the one that failed longest ago (rather than failing at once).
+// Upstreams cooling down after a 429 are not tried: they asked for the rest.
+func (m *Model) next(r *http.Request, tried []*Upstream, first bool) *Upstream {
+	now := time.Now()
+	var buf [8]*Upstream
+	candidates := buf[:0]
+	var fallback *Upstream
+	var oldest time.Time
+	for _, u := range m.Upstreams {
+		if contains(tried, u) {
+			continue
+		}
+		a := u.state.check(now, m.maxFails, m.failFor)
+		switch {
+		case a.ok:
+			candidates = append(candidates, u)
+		case a.reason != OutcomeRateLimited && (fallback == nil || a.lastFail.Before(oldest)):
+			fallback, oldest = u, a.lastFail
+		}
+	}
+	switch {
+	case len(candidates) == 1:
+		return candidates[0]
+	case len(candidates) > 1:
+		return m.policy.Select(candidates, m.policyState, r)
+	case first:
+		return fallback
+	}
+	return nil
+}
+
+func contains(list []*Upstream, u *Upstream) bool {
+	for _, v := range list {
+		if v == u {
+			return true
+		}
+	}
+	return false
+}
+
+// try sends the call to u and waits for the answer's first content byte.
+func (h *Handler) try(ctx context.Context, m *Model, u *Upstream, endpoint llm.Endpoint, req *llm.Request) *try {
+	t := &try{model: m, up: u, begin: time.Now(), timeout: m.firstByteTimeout(u, req.Stream),
+		x: &Exchange{Endpoint: endpoint, Request: req, Upstream: u, Model: u.upstreamName}}
+	u.state.inFlight.Add(1)
+	t.ctx, t.cancel = context.WithCancelCause(ctx)
+	timer := time.AfterFunc(t.timeout, func() { t.cancel(errFirstByte) })
 	defer timer.Stop()
 
-	ureq, err := provider.NewRequest(ctx, x)
+	provider := u.provider
+	ureq, err := provider.NewRequest(t.ctx, t.x)
 	if err != nil {
-		h.fail(w, r, call, x, llm.Errorf(http.StatusBadGateway, llm.TypeUpstream, "upstream_request_failed",
-			"the gateway could not build the request for the upstream serving model '%s'", call.Model), err)
-		return
+		return t.fail(OutcomeRequestFailed, err)
 	}
-	resp, err := h.transport.RoundTrip(ureq)
+	resp, err := u.client.RoundTrip(ureq)
 	if err != nil {
-		h.failTransport(w, r, call, x, timeout, &timedOut, err)
-		return
+		return t.fail(t.brokenOutcome(OutcomeConnectError), err)
 	}
-	defer resp.Body.Close()
+	t.status = resp.StatusCode
+	if resp.StatusCode >= 400 {
+		return t.failStatus(resp)
+	}
+	if req.Stream && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
+		t.resp = resp
+		t.idle = &idleReader{r: resp.Body, d: m.streamIdle, cancel: t.cancel}
+		t.stream = provider.Stream(t.x, t.idle)
+		held := 0
+		for {
+			ev, err := t.stream.Next()
+			if ev.Usage != nil {
+				t.usage = ev.Usage
+			}
+			if len(ev.Data) > 0 {
+				t.held = append(t.held, bytes.Clone(ev.Data))
+				held += len(ev.Data)
+			}
+			if err == io.EOF {
+				t.eof = true
+				break
+			}
+			if err != nil {
+				resp.Body.Close()
+				return t.fail(t.brokenOutcome(OutcomeStreamBroken), err)
+			}
+			if ev.Content || held > maxHeld {
+				break
+			}
+		}
+		if !timer.Stop() && !t.eof {
+			// The timer fired as the first content came: the stream is
+			// cancelled already.
+			resp.Body.Close()
+			return t.fail(OutcomeTimeout, errFirstByte)
+		}
+		t.idle.arm()
+		return t.succeed()
+	}
+	body, err := llm.ReadAll(resp.Body, maxResponseBody)
+	resp.Body.Close()
+	if err != nil {
+		return t.fail(t.brokenOutcome(OutcomeConnectError), err)
+	}
+	out, usage, err := provider.Response(t.x, body)
+	if err != nil {
+		return t.fail(OutcomeBadResponse, err)
+	}
+	t.body, t.usage = out, usage
+	return t.succeed()
+}
 
-	switch {
-	case resp.StatusCode >= 400:
-		h.upstreamError(w, r, call, x, resp)
-	case req.Stream && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream"):
-		// The timeout covers the wait for the stream's first byte; the
-		// stream itself may run as long as the model writes.
-		if !timer.Stop() {
-			h.failTransport(w, r, call, x, timeout, &timedOut, context.DeadlineExceeded)
-			return
+// brokenOutcome tells why a try's request or stream failed: one of its
+// timers, the client leaving, or else the upstream (orElse).
+func (t *try) brokenOutcome(orElse Outcome) Outcome {
+	switch cause := context.Cause(t.ctx); {
+	case cause == nil:
+		return orElse
+	case errors.Is(cause, errFirstByte):
+		return OutcomeTimeout
+	case errors.Is(cause, errCallTimeout):
+		return OutcomeCallTimeout
+	case errors.Is(cause, errStreamIdle):
+		return OutcomeStreamBroken
+	}
+	return OutcomeClientGone
+}
+
+// failStatus classifies an upstream's error response.
+func (t *try) failStatus(resp *http.Response) *try {
+	body, _ := llm.ReadAll(resp.Body, maxErrorBody)
+	resp.Body.Close()
+	o := classifyStatus(resp.StatusCode)
+	e := t.up.provider.Error(t.x, resp.StatusCode, body)
+	e.Status = resp.StatusCode
+	if key := t.up.key; key != "" {
+		e.Message = strings.ReplaceAll(e.Message, key, "[redacted]")
+	}
+	switch o {
+	case OutcomeRateLimited:
+		t.cooldown = retryAfter(resp.Header, time.Now())
+		if t.cooldown == 0 {
+			t.cooldown = rateLimitCooldown
 		}
-		h.relayStream(w, r, call, x, resp)
-	default:
-		body, err := llm.ReadAll(resp.Body, maxResponseBody)
-		if err != nil {
-			h.failTransport(w, r, call, x, timeout, &timedOut, err)
-			return
-		}
-		h.relayBody(w, r, call, x, resp.StatusCode, body)
+	case OutcomeAuthRefused:
+		t.cooldown = authCooldown
+		// The upstream's text may echo part of the gateway's key.
+		e.Message = "the upstream refused the gateway's credentials"
+	case OutcomeClientError:
+		t.clientErr = e
+	}
+	return t.fail(o, fmt.Errorf("upstream answered %d: %s", resp.StatusCode, e.Message))
+}
+
+func (t *try) fail(o Outcome, cause error) *try {
+	t.outcome, t.cause, t.latency = o, cause, time.Since(t.begin)
+	t.cancel(nil)
+	t.up.state.inFlight.Add(-1)
+	if o != OutcomeClientGone && o != OutcomeCallTimeout {
+		t.up.state.record(o, t.status, t.cooldown, time.Now())
+	}
+	return t
+}
+
+func (t *try) succeed() *try {
+	t.outcome, t.latency = OutcomeOK, time.Since(t.begin)
+	return t
+}
+
+// finish ends a successful try once its answer is relayed: outcome is OK or
+// Truncated.
+func (t *try) finish(o Outcome) {
+	t.cancel(nil)
+	if t.resp != nil {
+		t.resp.Body.Close()
+	}
+	t.idle.stop()
+	t.up.state.inFlight.Add(-1)
+	t.up.state.record(o, t.status, 0, time.Now())
+}
+
+// idleReader cancels a stream whose upstream sends nothing for d. Only the
+// wait on the upstream counts: the timer runs during Read, not while the
+// relay writes to a slow client.
+type idleReader struct {
+	r      io.Reader
+	d      time.Duration
+	cancel context.CancelCauseFunc
+	timer  *time.Timer
+}
+
+// arm starts watching, once the stream is committed to the client; the
+// first-byte timeout covers the wait before.
+func (i *idleReader) arm() {
+	i.timer = time.AfterFunc(i.d, func() { i.cancel(errStreamIdle) })
+	i.timer.Stop()
+}
+
+func (i *idleReader) stop() {
+	if i != nil && i.timer != nil {
+		i.timer.Stop()
 	}
 }
 
-// failTransport answers for an upstream that could not be reached or whose
-// answer broke off before the client got any of it.
-func (h *Handler) failTransport(w http.ResponseWriter, r *http.Request, call *llm.Call, x *Exchange, timeout time.Duration, timedOut *atomic.Bool, err error) {
-	switch {
-	case r.Context().Err() != nil:
-		h.clientGone(call)
-	case timedOut.Load():
-		h.fail(w, r, call, x, llm.Errorf(http.StatusGatewayTimeout, llm.TypeUpstream, "upstream_timeout",
-			"the upstream serving model '%s' did not answer within %s", call.Model, timeout), err)
-	default:
-		h.fail(w, r, call, x, llm.Errorf(http.StatusBadGateway, llm.TypeUpstream, "upstream_unreachable",
-			"the upstream serving model '%s' could not be reached or broke off its answer", call.Model), err)
+func (i *idleReader) Read(p []byte) (int, error) {
+	if i.timer == nil {
+		return i.r.Read(p)
 	}
+	i.timer.Reset(i.d)
+	n, err := i.r.Read(p)
+	i.timer.Stop()
+	return n, err
+}
+
+// logTry logs a failed try. Failures the operator must act on (5xx, rate
+// limits, timeouts, refused credentials) are warnings; a client's mistake
+// would flood the log at warn, so it is logged at debug.
+func (h *Handler) logTry(call *llm.Call, t *try) {
+	level, msg := zapcore.WarnLevel, "upstream try failed"
+	switch t.outcome {
+	case OutcomeClientError, OutcomeClientGone:
+		level = zapcore.DebugLevel
+	case OutcomeAuthRefused:
+		level, msg = zapcore.ErrorLevel, "upstream refused the gateway's key; it rests for "+authCooldown.String()
+	}
+	cause := t.cause
+	var ue *url.Error
+	if errors.As(cause, &ue) {
+		// The URL holds nothing secret, but the host is logged apart.
+		cause = ue.Err
+	}
+	if ce := h.logger.Check(level, msg); ce != nil {
+		ce.Write(zap.String("request_id", call.ID),
+			zap.String("model", t.model.Name),
+			zap.String("upstream", t.up.id),
+			zap.String("outcome", string(t.outcome)),
+			zap.Int("status", t.status),
+			zap.Duration("latency", t.latency),
+			zap.Error(cause))
+	}
+}
+
+// answerFailure answers a call whose every try failed, from its last try
+// (README "Retries and failover" has the table).
+func (h *Handler) answerFailure(w http.ResponseWriter, r *http.Request, call *llm.Call, m *Model, models []*Model, last *try) {
+	var e *llm.Error
+	outcome := OutcomeRateLimited // no try at all: every upstream is resting
+	if last != nil {
+		outcome = last.outcome
+	}
+	switch outcome {
+	case OutcomeClientGone:
+		h.clientGone(call)
+		return
+	case OutcomeClientError:
+		e = last.clientErr
+	case OutcomeRateLimited:
+		e = llm.Errorf(http.StatusServiceUnavailable, llm.TypeUpstream, "upstream_unavailable",
+			"every upstream serving model '%s' is rate-limited or resting after failures; retry later", call.Model)
+		w.Header().Set("Retry-After", strconv.Itoa(soonestBack(models)))
+	case OutcomeAuthRefused:
+		e = llm.Errorf(http.StatusBadGateway, llm.TypeUpstream, "upstream_auth_failed",
+			"the upstream serving model '%s' refused the gateway's credentials (status %d); the gateway's operator must fix its key",
+			call.Model, last.status)
+	case OutcomeTimeout:
+		e = llm.Errorf(http.StatusGatewayTimeout, llm.TypeUpstream, "upstream_timeout",
+			"the upstream serving model '%s' did not answer within %s", call.Model, last.timeout)
+	case OutcomeCallTimeout:
+		e = llm.Errorf(http.StatusGatewayTimeout, llm.TypeUpstream, "timeout",
+			"the call to model '%s' took longer than the gateway's timeout of %s", call.Model, m.timeout)
+	case OutcomeServerError:
+		e = llm.Errorf(http.StatusBadGateway, llm.TypeUpstream, "upstream_error",
+			"the upstream serving model '%s' failed (status %d)", call.Model, last.status)
+	case OutcomeStreamBroken:
+		e = llm.Errorf(http.StatusBadGateway, llm.TypeUpstream, "upstream_stream_broken",
+			"the upstream serving model '%s' broke off its stream", call.Model)
+	case OutcomeBadResponse:
+		e = llm.Errorf(http.StatusBadGateway, llm.TypeUpstream, "bad_upstream_response",
+			"the upstream serving model '%s' sent an answer the gateway could not read", call.Model)
+	case OutcomeRequestFailed:
+		e = llm.Errorf(http.StatusBadGateway, llm.TypeUpstream, "upstream_request_failed",
+			"the gateway could not build the request for the upstream serving model '%s'", call.Model)
+	default: // OutcomeConnectError
+		e = llm.Errorf(http.StatusBadGateway, llm.TypeUpstream, "upstream_unreachable",
+			"the upstream serving model '%s' could not be reached or broke off its answer", call.Model)
+	}
+	reject(w, r, e)
+}
+
+// soonestBack is how many seconds until the first upstream of the models
+// is back, at least 1.
+func soonestBack(models []*Model) int {
+	now := time.Now()
+	var soonest time.Time
+	for _, m := range models {
+		for _, u := range m.Upstreams {
+			a := u.state.check(now, m.maxFails, m.failFor)
+			if a.ok {
+				return 1
+			}
+			if soonest.IsZero() || a.until.Before(soonest) {
+				soonest = a.until
+			}
+		}
+	}
+	return max(1, int((soonest.Sub(now)+time.Second-1)/time.Second))
 }
 
 func (h *Handler) clientGone(call *llm.Call) {
@@ -113,151 +445,109 @@ func (h *Handler) clientGone(call *llm.Call) {
 	}
 }
 
-// fail writes e to the client and logs the cause, which may name hosts and
-// addresses the client need not see. Neither carries the upstream key: URLs
-// are dropped from transport errors, and keys never sit in URLs.
-func (h *Handler) fail(w http.ResponseWriter, r *http.Request, call *llm.Call, x *Exchange, e *llm.Error, cause error) {
-	var ue *url.Error
-	if errors.As(cause, &ue) {
-		cause = ue.Err
+// relay sends a successful try's answer to the client.
+func (h *Handler) relay(w http.ResponseWriter, r *http.Request, call *llm.Call, t *try) {
+	call.ServedModel, call.Price = t.model.Name, t.model.Price
+	if t.usage != nil {
+		call.Usage, call.UsageSource = *t.usage, llm.UsageUpstream
 	}
-	// An upstream 4xx is most often the client's own mistake (a bad
-	// parameter) and would flood the log at warn; failures the operator must
-	// act on (5xx, rate limits, refused credentials, which become 502) stay
-	// at warn.
-	level := zapcore.DebugLevel
-	if e.Status >= 500 || e.Status == http.StatusTooManyRequests {
-		level = zapcore.WarnLevel
-	}
-	if ce := h.logger.Check(level, "upstream call failed"); ce != nil {
-		ce.Write(zap.String("request_id", call.ID),
-			zap.String("model", call.Model),
-			zap.String("provider", call.Provider),
-			zap.String("upstream", x.Upstream.Host()),
-			zap.Int("status", e.Status),
-			zap.Error(cause))
-	}
-	e.Write(w, r)
-}
-
-// upstreamError relays an upstream error as an OpenAI-style error.
-func (h *Handler) upstreamError(w http.ResponseWriter, r *http.Request, call *llm.Call, x *Exchange, resp *http.Response) {
-	body, _ := llm.ReadAll(resp.Body, maxErrorBody)
-	provider, _ := x.Upstream.Provider()
-	var e *llm.Error
-	switch resp.StatusCode {
-	case http.StatusUnauthorized, http.StatusForbidden, http.StatusProxyAuthRequired:
-		// The upstream refused the gateway's own key: not the client's
-		// fault, and the upstream's message may echo part of that key.
-		e = llm.Errorf(http.StatusBadGateway, llm.TypeUpstream, "upstream_auth_failed",
-			"the upstream serving model '%s' refused the gateway's credentials (status %d); the gateway's operator must fix its key",
-			call.Model, resp.StatusCode)
-	default:
-		e = provider.Error(x, resp.StatusCode, body)
-		e.Status = resp.StatusCode
-		if key := x.Upstream.Key(); key != "" {
-			e.Message = strings.ReplaceAll(e.Message, key, "[redacted]")
-		}
-		if ra := resp.Header.Get("Retry-After"); ra != "" {
-			w.Header().Set("Retry-After", ra)
-		}
-	}
-	h.fail(w, r, call, x, e, fmt.Errorf("upstream answered %d: %s", resp.StatusCode, e.Message))
-}
-
-// relayBody sends an unstreamed answer.
-func (h *Handler) relayBody(w http.ResponseWriter, r *http.Request, call *llm.Call, x *Exchange, status int, body []byte) {
-	provider, _ := x.Upstream.Provider()
-	out, usage, err := provider.Response(x, body)
-	if err != nil {
-		h.fail(w, r, call, x, llm.Errorf(http.StatusBadGateway, llm.TypeUpstream, "bad_upstream_response",
-			"the upstream serving model '%s' sent an answer the gateway could not read", call.Model), err)
+	if t.stream == nil {
+		defer t.finish(OutcomeOK)
+		call.Status = t.status
+		call.TTFT = time.Since(call.Start)
+		hdr := w.Header()
+		hdr.Set("Content-Type", "application/json")
+		hdr.Set("Content-Length", strconv.Itoa(len(t.body)))
+		w.WriteHeader(t.status)
+		_, _ = w.Write(t.body)
 		return
 	}
-	if usage != nil {
-		call.Usage, call.UsageSource = *usage, llm.UsageUpstream
+	outcome := h.relayStream(w, r, call, t)
+	if outcome == OutcomeTruncated {
+		call.Attempts[len(call.Attempts)-1].Outcome = string(outcome)
 	}
-	call.Status = status
-	call.TTFT = time.Since(call.Start)
-	hdr := w.Header()
-	hdr.Set("Content-Type", "application/json")
-	hdr.Set("Content-Length", strconv.Itoa(len(out)))
-	w.WriteHeader(status)
-	_, _ = w.Write(out)
+	t.finish(outcome)
 }
 
-// relayStream sends a streamed answer event by event, flushing each at once
-// unless the next is already at hand (then one flush covers both).
-// Until the first event reaches the client a failure is still answered with
-// an ordinary error response; after it, the stream is cut with an error event
-// and no [DONE], so the client can tell it is incomplete.
-func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, call *llm.Call, x *Exchange, resp *http.Response) {
-	provider, _ := x.Upstream.Provider()
-	s := provider.Stream(x, resp.Body)
+// relayStream sends a committed stream event by event, flushing each at
+// once unless the next is already at hand (then one flush covers both).
+// A failure now cuts the stream with an error event and no [DONE], so the
+// client can tell it is incomplete; nothing is retried or spliced.
+func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, call *llm.Call, t *try) Outcome {
 	rc := http.NewResponseController(w)
-	started, unflushed := false, false
-	start := func() {
-		hdr := w.Header()
-		hdr.Set("Content-Type", "text/event-stream")
-		hdr.Set("Cache-Control", "no-cache")
-		hdr.Set("X-Accel-Buffering", "no")
-		hdr.Del("Content-Length")
-		w.WriteHeader(resp.StatusCode)
-		call.Status = resp.StatusCode
-		call.TTFT = time.Since(call.Start)
-		started = true
+	hdr := w.Header()
+	hdr.Set("Content-Type", "text/event-stream")
+	hdr.Set("Cache-Control", "no-cache")
+	hdr.Set("X-Accel-Buffering", "no")
+	hdr.Del("Content-Length")
+	w.WriteHeader(t.status)
+	call.Status = t.status
+	call.TTFT = time.Since(call.Start)
+	for _, data := range t.held {
+		if _, err := w.Write(data); err != nil {
+			h.clientGone(call)
+			return OutcomeClientGone
+		}
 	}
+	if err := rc.Flush(); err != nil {
+		h.clientGone(call)
+		return OutcomeClientGone
+	}
+	if t.eof {
+		return OutcomeOK
+	}
+	unflushed := false
 	for {
-		ev, err := s.Next()
+		ev, err := t.stream.Next()
 		if ev.Usage != nil {
 			call.Usage, call.UsageSource = *ev.Usage, llm.UsageUpstream
 		}
 		if len(ev.Data) > 0 {
-			if !started {
-				start()
-			}
 			if _, werr := w.Write(ev.Data); werr != nil {
 				h.clientGone(call)
-				return
+				return OutcomeClientGone
 			}
 			unflushed = true
 		}
 		if unflushed && !ev.More {
 			if ferr := rc.Flush(); ferr != nil {
 				h.clientGone(call)
-				return
+				return OutcomeClientGone
 			}
 			unflushed = false
 		}
 		if err == io.EOF {
-			if !started {
-				start()
-			}
-			return
+			return OutcomeOK
 		}
 		if err == nil {
 			continue
 		}
-		if r.Context().Err() != nil {
+		var e *llm.Error
+		switch cause := context.Cause(t.ctx); {
+		case errors.Is(cause, errStreamIdle):
+			e = llm.Errorf(http.StatusGatewayTimeout, llm.TypeUpstream, "stream_idle_timeout",
+				"the upstream serving model '%s' sent nothing for %s; the stream is incomplete", call.Model, t.model.streamIdle)
+		case errors.Is(cause, errCallTimeout):
+			e = llm.Errorf(http.StatusGatewayTimeout, llm.TypeUpstream, "timeout",
+				"the call to model '%s' took longer than the gateway's timeout of %s; the stream is incomplete", call.Model, t.model.timeout)
+		case r.Context().Err() != nil:
 			h.clientGone(call)
-			return
-		}
-		e := llm.Errorf(http.StatusBadGateway, llm.TypeUpstream, "upstream_stream_broken",
-			"the upstream serving model '%s' broke off its stream", call.Model)
-		if !started {
-			h.fail(w, r, call, x, e, err)
-			return
+			return OutcomeClientGone
+		default:
+			e = llm.Errorf(http.StatusBadGateway, llm.TypeUpstream, "upstream_stream_broken",
+				"the upstream serving model '%s' broke off its stream; the stream is incomplete", call.Model)
 		}
 		call.Truncated = true
-		call.Error = e.Message
+		call.Error, call.ErrorCode = e.Message, e.Code
 		h.logger.Warn("upstream stream broke off after the client got part of it",
 			zap.String("request_id", call.ID),
-			zap.String("model", call.Model),
-			zap.String("upstream", x.Upstream.Host()),
+			zap.String("model", t.model.Name),
+			zap.String("upstream", t.up.id),
+			zap.String("error_code", e.Code),
 			zap.Error(err))
 		_, _ = w.Write(errorEvent(e))
 		_ = rc.Flush()
-		return
+		return OutcomeTruncated
 	}
 }
 

@@ -31,13 +31,25 @@ type Provider interface {
 	// upstream reported none).
 	Response(x *Exchange, body []byte) (out []byte, usage *llm.Usage, err error)
 
-	// Stream wraps a successful streamed upstream response body.
+	// Stream wraps a successful streamed upstream response body. A stream
+	// that ended properly (OpenAI's: a finish reason and, when the client
+	// asked, the usage chunk) but lacks its end marker is complete: the
+	// provider then ends it as the client's API wants ([DONE]) and returns
+	// io.EOF.
 	Stream(x *Exchange, body io.Reader) Stream
 
 	// Error turns an upstream error response (status >= 400) into the
 	// error the client gets. The route handler scrubs credentials from it
 	// and decides the status.
 	Error(x *Exchange, status int, body []byte) *llm.Error
+}
+
+// Prober is implemented by providers whose upstreams are health-checked
+// other than OpenAI's way (GET <base_url><health_uri> with the key as a
+// bearer token and the upstream's headers), e.g. with another auth header.
+type Prober interface {
+	// ProbeRequest returns the active health check request for u.
+	ProbeRequest(ctx context.Context, u *Upstream, uri string) (*http.Request, error)
 }
 
 // Stream yields a streamed response to the client event by event.
@@ -57,6 +69,13 @@ type StreamEvent struct {
 	// Usage is the usage the event reported, if any. A later event's usage
 	// replaces an earlier one's.
 	Usage *llm.Usage
+	// Content says the event carries part of the answer (text, a tool call,
+	// a finish reason, usage): keep-alives, role-only chunks and empty
+	// events do not. The handler commits a stream to the client at its
+	// first content event; until then a stream that breaks is retried on
+	// another upstream, and the events before it are held back. Once one
+	// event had content a provider may mark every later one.
+	Content bool
 	// More says that the next event is already at hand, so the handler may
 	// hold this one back from the network until it flushes the next: a
 	// burst of events then costs one flush, and no event waits.

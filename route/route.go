@@ -1,8 +1,10 @@
 // Package route holds the llm_route handler, which serves the OpenAI API to
-// clients and forwards each call to an upstream LLM provider, and the guest
-// interfaces it hosts: Catalog (namespace llm.route), which says which
-// models exist and where they are served, and Provider (namespace
-// llm.route.providers), which speaks an upstream's API.
+// clients and forwards each call to an upstream LLM provider, retrying and
+// failing over before the answer's first byte, and the guest interfaces it
+// hosts: Catalog (namespace llm.route), which says which models exist and
+// where they are served, Provider (namespace llm.route.providers), which
+// speaks an upstream's API, and Policy (namespace llm.route.policies), which
+// spreads calls over a model's upstreams.
 package route
 
 import (
@@ -54,9 +56,9 @@ type Handler struct {
 	// ones get 413. Default 32 MiB.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
 
-	catalogs  []Catalog
-	transport *http.Transport
-	logger    *zap.Logger
+	catalogs []Catalog
+	logger   *zap.Logger
+	probes   *prober
 }
 
 // CaddyModule returns the Caddy module information.
@@ -67,7 +69,8 @@ func (Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision loads the catalogs and the shared upstream transport.
+// Provision loads the catalogs and starts the active health checks of the
+// models that ask for them.
 func (h *Handler) Provision(ctx caddy.Context) error {
 	h.logger = ctx.Logger()
 	if h.MaxBodySize < 0 {
@@ -87,28 +90,52 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 		h.catalogs = append(h.catalogs, c)
 	}
-	h.transport = acquireTransport()
+	h.probes = startProber(h.logger, h.allModels())
+	register(h)
 	return nil
 }
 
-// Validate checks that the handler serves at least one model.
+// Validate checks that the handler serves at least one model and that every
+// fallback names one of its models.
 func (h *Handler) Validate() error {
-	for _, c := range h.catalogs {
-		if len(c.List()) > 0 {
-			return nil
+	models := h.allModels()
+	if len(models) == 0 {
+		return fmt.Errorf("llm_route serves no model: add a model block")
+	}
+	for _, m := range models {
+		for _, f := range m.Fallbacks {
+			if h.model(f) == nil {
+				return fmt.Errorf("model '%s': fallback '%s' is not a model of this llm_route", m.Name, f)
+			}
 		}
 	}
-	return fmt.Errorf("llm_route serves no model: add a model block")
+	return nil
 }
 
-// Cleanup releases the shared transport. The field stays set: requests of
-// this config still in flight (a long stream across a reload) go on using
-// the transport, which lives on while the new config holds it.
+// Cleanup stops the health checks and takes the handler off the admin
+// view. Calls of this config still in flight (a long stream across a
+// reload) go on: the upstreams' transports and health live on while the new
+// config holds them.
 func (h *Handler) Cleanup() error {
-	if h.transport != nil {
-		releaseTransport()
-	}
+	unregister(h)
+	h.probes.stop()
 	return nil
+}
+
+// allModels returns the models of every catalog, the first catalog's model
+// of a name hiding a later one's.
+func (h *Handler) allModels() []*Model {
+	var out []*Model
+	seen := make(map[string]bool)
+	for _, c := range h.catalogs {
+		for _, m := range c.List() {
+			if !seen[m.Name] {
+				seen[m.Name] = true
+				out = append(out, m)
+			}
+		}
+	}
+	return out
 }
 
 // model returns the named model from the first catalog that has it.
@@ -131,9 +158,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	call.Endpoint = endpoint
 	switch endpoint {
 	case "":
-		llm.Errorf(http.StatusNotFound, llm.TypeNotFound, "unknown_endpoint",
+		reject(w, r, llm.Errorf(http.StatusNotFound, llm.TypeNotFound, "unknown_endpoint",
 			"this gateway does not serve %s %s; it serves POST /v1/chat/completions, /v1/completions, /v1/embeddings and GET /v1/models",
-			r.Method, r.URL.Path).Write(w, r)
+			r.Method, r.URL.Path))
 		return nil
 	case llm.EndpointModels:
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
@@ -149,17 +176,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	}
 	req, e := llm.ReadRequest(r, h.MaxBodySize)
 	if e != nil {
-		e.Write(w, r)
+		reject(w, r, e)
 		return nil
 	}
 	if req.Model == "" {
-		llm.ErrMissingModel().Write(w, r)
+		reject(w, r, llm.ErrMissingModel())
 		return nil
 	}
 	// llm_auth checks the scope too, for stock handlers behind it; this
 	// check covers identities set by other authenticating handlers.
 	if e := call.Identity.CheckModel(req.Model); e != nil {
-		e.Write(w, r)
+		reject(w, r, e)
 		return nil
 	}
 	m := h.model(req.Model)
@@ -167,15 +194,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 		e := llm.Errorf(http.StatusNotFound, llm.TypeInvalidRequest, "model_not_found",
 			"the model '%s' does not exist on this gateway; GET /v1/models lists the models your key may use", req.Model)
 		e.Param = "model"
-		e.Write(w, r)
+		reject(w, r, e)
 		return nil
 	}
 	call.ServedModel, call.Price = m.Name, m.Price
+	// Admitted once, for the model asked for; fallbacks are checked against
+	// the key's scope only.
 	if e := call.Admit(r, m.Name, m.Price); e != nil {
-		e.Write(w, r)
+		reject(w, r, e)
 		return nil
 	}
-	h.forward(w, r, call, endpoint, req, m.pick())
+	h.serveCall(w, r, call, endpoint, req, m)
 	call.Cost = call.Price.Cost(call.Usage)
 	return nil
 }
@@ -201,10 +230,16 @@ func endpointOf(path string) (llm.Endpoint, string) {
 	return "", ""
 }
 
+// reject answers the client with e and records its code in the call.
+func reject(w http.ResponseWriter, r *http.Request, e *llm.Error) {
+	llm.CallFrom(r).ErrorCode = e.Code
+	e.Write(w, r)
+}
+
 func methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) {
 	w.Header().Set("Allow", allow)
-	llm.Errorf(http.StatusMethodNotAllowed, llm.TypeInvalidRequest, "method_not_allowed",
-		"%s is not allowed on %s; use %s", r.Method, r.URL.Path, allow).Write(w, r)
+	reject(w, r, llm.Errorf(http.StatusMethodNotAllowed, llm.TypeInvalidRequest, "method_not_allowed",
+		"%s is not allowed on %s; use %s", r.Method, r.URL.Path, allow))
 }
 
 // modelObject is a model as OpenAI's API lists it.
@@ -232,7 +267,7 @@ func (h *Handler) serveModels(w http.ResponseWriter, r *http.Request, call *llm.
 		if m == nil || !scope.Allows(id) {
 			e := llm.Errorf(http.StatusNotFound, llm.TypeInvalidRequest, "model_not_found",
 				"the model '%s' does not exist on this gateway or your key may not use it", id)
-			e.Write(w, r)
+			reject(w, r, e)
 			return
 		}
 		call.Model = id
@@ -242,13 +277,8 @@ func (h *Handler) serveModels(w http.ResponseWriter, r *http.Request, call *llm.
 			Object string        `json:"object"`
 			Data   []modelObject `json:"data"`
 		}{Object: "list", Data: []modelObject{}}
-		seen := make(map[string]bool)
-		for _, c := range h.catalogs {
-			for _, m := range c.List() {
-				if seen[m.Name] || !scope.Allows(m.Name) {
-					continue
-				}
-				seen[m.Name] = true
+		for _, m := range h.allModels() {
+			if scope.Allows(m.Name) {
 				list.Data = append(list.Data, newModelObject(m))
 			}
 		}

@@ -26,6 +26,52 @@ func parse(src string) (*route.Handler, error) {
 	return &h, err
 }
 
+// TestCaddyfileRouting: every routing subdirective has its JSON form.
+func TestCaddyfileRouting(t *testing.T) {
+	h, err := parse(`llm_route {
+		model gpt-4o {
+			upstream openai https://api.openai.com/v1 {env.KEY_1} {
+				weight 3
+				transport {
+					dial_timeout 5s
+					tls_server_name api.internal
+					tls_insecure_skip_verify
+					proxy http://proxy:3128
+					max_conns_per_host 64
+					max_idle_conns_per_host 16
+				}
+			}
+			upstream openai https://backup.example.com/v1 {env.BACKUP_KEY} {
+				model gpt-4o-2024-08-06
+			}
+			price 2.5 10 1.25
+			lb_policy weighted_round_robin
+			lb_retries 2
+			lb_try_duration 30s
+			max_fails 3
+			fail_duration 30s
+			first_byte_timeout 15s
+			stream_idle_timeout 60s
+			timeout 5m
+			health_uri /models
+			health_interval 30s
+			fallback gpt-4o-mini claude-sonnet
+		}
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(caddyconfig.JSON(h, nil))
+	want := `{"catalogs":[{"models":[{"fail_duration":30000000000,"fallbacks":["gpt-4o-mini","claude-sonnet"],"first_byte_timeout":15000000000,` +
+		`"health_interval":30000000000,"health_uri":"/models","lb_policy":{"policy":"weighted_round_robin"},"lb_retries":2,"lb_try_duration":30000000000,` +
+		`"max_fails":3,"name":"gpt-4o","price":{"cached_input":1.25,"input":2.5,"output":10},"stream_idle_timeout":60000000000,"timeout":300000000000,"upstreams":[` +
+		`{"api_key":"{env.KEY_1}","provider":{"name":"openai"},"transport":{"dial_timeout":5000000000,"max_conns_per_host":64,"max_idle_conns_per_host":16,"proxy":"http://proxy:3128","tls_insecure_skip_verify":true,"tls_server_name":"api.internal"},"url":"https://api.openai.com/v1","weight":3},` +
+		`{"api_key":"{env.BACKUP_KEY}","model":"gpt-4o-2024-08-06","provider":{"name":"openai"},"url":"https://backup.example.com/v1"}]}],"source":"config"}]}`
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+}
+
 func TestCaddyfile(t *testing.T) {
 	h, err := parse(`llm_route {
 		max_body_size 1MiB
@@ -80,10 +126,68 @@ func TestCaddyfileErrors(t *testing.T) {
 		{`llm_route {
 			model m {
 				upstream openai http://x {
-					weight 3
+					frobnicate 3
 				}
 			}
-		}`, "unknown subdirective 'weight' in upstream"},
+		}`, "unknown subdirective 'frobnicate' in upstream"},
+		{`llm_route {
+			model m {
+				upstream openai http://x {
+					weight 0
+				}
+			}
+		}`, "weight: '0' is not a whole number of at least 1"},
+		{`llm_route {
+			model m {
+				upstream openai http://x
+				lb_policy fastest
+			}
+		}`, "lb_policy: unknown policy 'fastest'; known policies: first, least_conn, random, round_robin, weighted_round_robin"},
+		{`llm_route {
+			model m {
+				upstream openai http://x
+				lb_retries -1
+			}
+		}`, "lb_retries: '-1' is not a whole number of at least 0"},
+		{`llm_route {
+			model m {
+				upstream openai http://x
+				stream_idle_timeout never
+			}
+		}`, "stream_idle_timeout: 'never' is not a positive duration"},
+		{`llm_route {
+			model m {
+				upstream openai http://x
+				fallback
+			}
+		}`, "fallback: name at least one model"},
+		{`llm_route {
+			model m {
+				upstream openai http://x
+				health_uri models
+			}
+		}`, "health_uri: want a path such as /models"},
+		{`llm_route {
+			model m {
+				upstream openai http://x
+				price 1
+			}
+		}`, "price: want <input> <output> [<cached input>]"},
+		{`llm_route {
+			model m {
+				upstream openai http://x
+				price 1 cheap
+			}
+		}`, "price: 'cheap' is not a price"},
+		{`llm_route {
+			model m {
+				upstream openai http://x {
+					transport {
+						max_conns_per_host many
+					}
+				}
+			}
+		}`, "max_conns_per_host: 'many' is not a whole number"},
 		{`llm_route {
 			max_body_size lots
 		}`, "max_body_size: 'lots' is not a size"},
@@ -132,6 +236,16 @@ func TestProvisionErrors(t *testing.T) {
 		{`{"catalogs":[{"source":"config","models":[{"name":"m"}]}]}`,
 			"model 'm' has no upstream"},
 		{`{}`, "llm_route serves no model"},
+		{`{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[{"provider":{"name":"openai"},"url":"http://x","api_key":"{env.LLMONEAPI_UNSET_KEY}"}]}]}]}`,
+			"model 'm', upstream 1: api_key '{env.LLMONEAPI_UNSET_KEY}' of http://x resolves to nothing"},
+		{`{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[` + up + `],"fallbacks":["nosuch"]}]}]}`,
+			"model 'm': fallback 'nosuch' is not a model of this llm_route"},
+		{`{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[` + up + `,` + up + `]}]}]}`,
+			"model 'm': upstreams 1 and 2 are the same"},
+		{`{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[` + up + `],"lb_policy":{"policy":"nosuch"}}]}]}`,
+			"unknown module: llm.route.policies.nosuch"},
+		{`{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[` + up + `],"fail_duration":-1}]}]}`,
+			"model 'm': fail_duration must not be negative"},
 		{`{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[` + up + `]}]}],"max_body_size":-1}`,
 			"max_body_size must not be negative"},
 	}
@@ -197,10 +311,10 @@ func TestServeRoutes(t *testing.T) {
 		{http.MethodPost, "/prefix/v1/completions", `{"model":"m","prompt":"x"}`, 200, ""},
 	}
 	for _, tt := range tests {
-		w, _, _ := serve(t, oneModel, tt.method, tt.path, tt.body)
+		w, call, _ := serve(t, oneModel, tt.method, tt.path, tt.body)
 		var body struct{ Error struct{ Code string } }
 		_ = json.Unmarshal(w.Body.Bytes(), &body)
-		if w.Code != tt.status || body.Error.Code != tt.code {
+		if w.Code != tt.status || body.Error.Code != tt.code || call.ErrorCode != tt.code {
 			t.Errorf("%s %s: %d %s", tt.method, tt.path, w.Code, w.Body)
 		}
 		if tt.status == 405 && w.Header().Get("Allow") == "" {
@@ -271,6 +385,11 @@ func TestTimeout(t *testing.T) {
 		}
 		if d := time.Since(begin); d > time.Second {
 			t.Fatalf("%s: answered after %v, the timeout is 100ms", body, d)
+		}
+		call := llm.CallFrom(r)
+		if call.ErrorCode != "upstream_timeout" || len(call.Attempts) != 1 || call.Attempts[0].Outcome != "timeout" ||
+			call.Attempts[0].Latency < 100*time.Millisecond || call.Attempts[0].UpstreamID == "" {
+			t.Fatalf("%s: call %+v", body, call)
 		}
 	}
 	// The upstream saw its requests cancelled, not left running.

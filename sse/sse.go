@@ -98,14 +98,27 @@ func (r *Reader) Next() (Event, error) {
 // Ready reports whether a whole event is already buffered, so that the next
 // call to Next will not wait on the stream. A relay can then write the
 // current event without flushing it, and flush once per burst instead of
-// once per event, without delaying any event.
+// once per event, without delaying any event. A run of blank lines is not
+// an event: Next would skip it and wait, so it does not count.
 func (r *Reader) Ready() bool {
 	n := r.br.Buffered()
 	if n == 0 {
 		return false
 	}
 	b, _ := r.br.Peek(n)
-	return bytes.Contains(b, []byte("\n\n")) || bytes.Contains(b, []byte("\n\r\n"))
+	field := false
+	for {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			return false
+		}
+		blank := i == 0 || (i == 1 && b[0] == '\r')
+		if blank && field {
+			return true
+		}
+		field = field || !blank
+		b = b[i+1:]
+	}
 }
 
 // readLine appends the next line, newline included, to r.raw and returns

@@ -145,3 +145,24 @@ func TestReaderReady(t *testing.T) {
 		t.Fatalf("data %q err %v", ev.Data, err)
 	}
 }
+
+func TestReaderReadyBlankLines(t *testing.T) {
+	pr, pw := io.Pipe()
+	r := NewReader(pr, 0)
+	go func() {
+		_, _ = pw.Write([]byte("data: a\n\n\n\r\n\n"))
+	}()
+	if _, err := r.Next(); err != nil {
+		t.Fatal(err)
+	}
+	if r.Ready() {
+		t.Fatal("only blank lines are buffered: Ready must say no, Next would wait")
+	}
+	go func() {
+		_, _ = pw.Write([]byte(": keep-alive\n\n"))
+		pw.Close()
+	}()
+	if ev, err := r.Next(); err != nil || string(ev.Raw) != ": keep-alive\n\n" {
+		t.Fatalf("raw %q err %v", ev.Raw, err)
+	}
+}

@@ -89,8 +89,8 @@ func TestParseCaddyfileProvisions(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := mod.(*Handler)
-	if len(h.sinks) != 2 || h.sinks[0].name != "log" || h.sinks[1].name != "testrec" || cap(h.sinks[0].queue) != 8 {
-		t.Errorf("provisioned %d sinks: %+v", len(h.sinks), h.sinks)
+	if len(h.workers) != 2 || h.workers[0].name != "log" || h.workers[1].name != "testrec" || cap(h.workers[0].queue) != 8 {
+		t.Errorf("provisioned %d workers: %+v", len(h.workers), h.workers)
 	}
 }
 
@@ -102,6 +102,10 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 		"llm_stats {\n\tlog {\n\t\tlevel\n\t}\n}",
 		"llm_stats {\n\tqueue_size\n}",
 		"llm_stats { { } }",
+		"llm_stats {\n\tmemory {\n\t\tmax_groups 5\n\t}\n\tprometheus {\n\t\tlabels user key\n\t}\n}",
+		"llm_stats {\n\tredis redis://127.0.0.1:6379/0 {\n\t\tttl 90d\n\t\tprefix p\n\t}\n}",
+		"llm_stats {\n\tdatabase sqlite ./u.db {\n\t\tspool_size 10MB\n\t\tretention 30d\n\t\tbatch_size 9\n\t}\n}",
+		"llm_stats {\n\tdatabase postgres://u@h/db\n}",
 		"{\n}\n",
 		"",
 	} {

@@ -3,6 +3,7 @@ package stats
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -33,23 +34,33 @@ func newLog(t *testing.T, config string, observed zapcore.Level) (*Log, *observe
 
 func TestLogWritesOneLine(t *testing.T) {
 	l, logs := newLog(t, `{}`, zapcore.DebugLevel)
-	c := &llm.Call{
+	c := llm.Call{
 		ID:            "req-1",
 		Duration:      1500 * time.Millisecond,
 		Endpoint:      llm.EndpointChat,
-		Identity:      &llm.Identity{User: "alice", KeyID: "k-alice-1"},
+		Identity:      &llm.Identity{User: "alice", KeyID: "k-alice-1", Team: "research"},
 		Model:         "gpt-4o-mini",
+		ServedModel:   "gpt-4o",
+		API:           llm.APIOpenAIChat,
 		UpstreamModel: "gpt-4o-mini-2024-07-18",
 		Provider:      "openai",
 		Upstream:      "api.openai.com",
 		Stream:        true,
 		Status:        200,
-		Usage:         llm.Usage{PromptTokens: 10, CompletionTokens: 5, TotalTokens: 15},
+		Usage: llm.Usage{PromptTokens: 10, CompletionTokens: 5, TotalTokens: 15,
+			CachedTokens: 4, CacheCreationTokens: 2, ReasoningTokens: 3},
+		Cost: 0.0125,
+		Attempts: []llm.Attempt{
+			{Model: "gpt-4o-mini", Upstream: "a.example", Outcome: "timeout"},
+			{Model: "gpt-4o-mini", Upstream: "b.example", Outcome: "rate_limited"},
+			{Model: "gpt-4o", Upstream: "api.openai.com", Outcome: "ok"},
+		},
 		UsageSource:   llm.UsageUpstream,
 		TTFT:          250 * time.Millisecond,
 		Truncated:     true,
 		ClientAborted: true,
 		Error:         "upstream went away",
+		ErrorCode:     "upstream_stream_cut",
 	}
 	if err := l.Record(context.Background(), c); err != nil {
 		t.Fatal(err)
@@ -64,27 +75,41 @@ func TestLogWritesOneLine(t *testing.T) {
 		t.Errorf("line = %s %q, want info \"llm request\"", e.Level, e.Message)
 	}
 	want := map[string]any{
-		"request_id":        "req-1",
-		"key_id":            "k-alice-1",
-		"user":              "alice",
-		"model":             "gpt-4o-mini",
-		"upstream_model":    "gpt-4o-mini-2024-07-18",
-		"provider":          "openai",
-		"upstream":          "api.openai.com",
-		"endpoint":          "chat.completions",
-		"stream":            true,
-		"status":            int64(200),
-		"prompt_tokens":     int64(10),
-		"completion_tokens": int64(5),
-		"total_tokens":      int64(15),
-		"usage_source":      "upstream",
-		"duration":          1.5,
-		"ttft":              0.25,
-		"truncated":         true,
-		"client_aborted":    true,
-		"error":             "upstream went away",
+		"request_id":            "req-1",
+		"key_id":                "k-alice-1",
+		"user":                  "alice",
+		"model":                 "gpt-4o-mini",
+		"upstream_model":        "gpt-4o-mini-2024-07-18",
+		"provider":              "openai",
+		"upstream":              "api.openai.com",
+		"endpoint":              "chat.completions",
+		"stream":                true,
+		"status":                int64(200),
+		"prompt_tokens":         int64(10),
+		"completion_tokens":     int64(5),
+		"total_tokens":          int64(15),
+		"usage_source":          "upstream",
+		"duration":              1.5,
+		"ttft":                  0.25,
+		"truncated":             true,
+		"client_aborted":        true,
+		"error":                 "upstream went away",
+		"error_code":            "upstream_stream_cut",
+		"served_model":          "gpt-4o",
+		"api":                   "openai.chat",
+		"team":                  "research",
+		"cached_tokens":         int64(4),
+		"cache_creation_tokens": int64(2),
+		"reasoning_tokens":      int64(3),
+		"cost":                  0.0125,
+		"attempts":              int64(3),
 	}
 	got := e.ContextMap()
+	retried, _ := got["retried"].([]any)
+	if fmt.Sprint(retried) != "[gpt-4o-mini@a.example timeout gpt-4o-mini@b.example rate_limited]" {
+		t.Errorf("retried = %#v, want the two failed tries", got["retried"])
+	}
+	delete(got, "retried")
 	for k, v := range want {
 		if got[k] != v {
 			t.Errorf("%s = %#v, want %#v", k, got[k], v)
@@ -97,11 +122,11 @@ func TestLogWritesOneLine(t *testing.T) {
 
 func TestLogOmitsUnsetOptionalFields(t *testing.T) {
 	l, logs := newLog(t, `{}`, zapcore.DebugLevel)
-	if err := l.Record(context.Background(), &llm.Call{ID: "req-2", Status: 401, UsageSource: llm.UsageNone}); err != nil {
+	if err := l.Record(context.Background(), llm.Call{ID: "req-2", Status: 401, UsageSource: llm.UsageNone}); err != nil {
 		t.Fatal(err)
 	}
 	got := logs.AllUntimed()[0].ContextMap()
-	for _, k := range []string{"ttft", "truncated", "client_aborted", "error"} {
+	for _, k := range []string{"ttft", "truncated", "client_aborted", "error", "error_code", "retried", "team", "cached_tokens", "cache_creation_tokens", "reasoning_tokens"} {
 		if _, ok := got[k]; ok {
 			t.Errorf("field %s present in %v", k, got)
 		}
@@ -124,7 +149,7 @@ func TestLogLevel(t *testing.T) {
 		{`{}`, zapcore.WarnLevel, 0},
 	} {
 		l, logs := newLog(t, tt.config, tt.observed)
-		if err := l.Record(context.Background(), &llm.Call{}); err != nil {
+		if err := l.Record(context.Background(), llm.Call{}); err != nil {
 			t.Fatal(err)
 		}
 		if got := logs.Len(); got != tt.want {
@@ -147,7 +172,7 @@ func TestLogBadLevel(t *testing.T) {
 // TestLogThroughHandler checks the recorder end to end, as the handler's guest.
 func TestLogThroughHandler(t *testing.T) {
 	h, _ := newHandler(t, `{"recorders":[{"recorder":"log"}]}`)
-	l := h.sinks[0].rec.(*Log)
+	l := h.workers[0].current.Load().rec.(*Log)
 	core, logs := observer.New(zapcore.InfoLevel)
 	// The worker reads the logger only after receiving a record, which is
 	// sent after this write.

@@ -4,12 +4,14 @@
 package stats
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -19,8 +21,6 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/httpcaddyfile"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"github.com/prometheus/client_golang/prometheus"
-	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/llmoneapi/llmoneapi/internal/directive"
 	"github.com/llmoneapi/llmoneapi/llm"
@@ -30,33 +30,70 @@ func init() {
 	caddy.RegisterModule(new(Handler))
 }
 
-// Recorder receives the record of every finished request. Record runs on the
-// recorder's own goroutine, never on the request's; an error counts the record as failed.
+// Recorder receives the record of every finished request. Record runs on a
+// worker goroutine of the recorder's own, never on the request's; an error
+// counts the record as failed (or as dropped, when it wraps ErrDropped).
+//
+// The record is the recorder's own copy, taken when the response ended:
+// later changes by the request's handlers do not reach it, and it holds no
+// request body (Request is nil). Its Identity and Attempts are shared with
+// the other recorders of the request, so treat them as read-only.
 //
 // Calls to one recorder are serialized, so Record needs no locking of its
-// own, and the Call must be treated as read-only. The context is cancelled
-// when the handler gives up draining its queue at shutdown. Caddy cleans up
-// modules in no set order, so during that drain Record may run after the
-// recorder's own Cleanup: it must then fail or do its best, never panic.
+// own. The worker and its queue live across config reloads (they are kept
+// per recorder config in a caddy.UsagePool): after a reload that keeps a
+// recorder's config, the worker goes on with the records still queued and
+// hands them, and every later one, to the recorder of the new config. Caddy
+// cleans up modules in no set order, so Record may run after the
+// recorder's own Cleanup (during a reload, or the final drain at shutdown):
+// it must then fail or do its best, never panic. The context is cancelled
+// when the handler gives up draining the queue at shutdown.
 type Recorder interface {
-	Record(ctx context.Context, c *llm.Call) error
+	Record(ctx context.Context, c llm.Call) error
 }
+
+// BatchRecorder is a Recorder that takes records in batches, which a store
+// writes in one round trip. Its worker collects up to size records, or what
+// arrived within interval of the first one, and calls RecordBatch with
+// them; Record is then used only if Batch returns a size below 2. The slice
+// is reused after RecordBatch returns: keep none of it.
+type BatchRecorder interface {
+	Recorder
+	// Batch returns the largest batch and how long the first record of a
+	// batch may wait for more.
+	Batch() (size int, interval time.Duration)
+	RecordBatch(ctx context.Context, calls []llm.Call) error
+}
+
+// Spooler is a recorder that can keep records on local storage when its
+// queue is full (a durable sink whose store is slow). Spool runs on the
+// request's goroutine, possibly from many at once, so it must be quick and
+// safe for concurrent use; an error means the record is dropped.
+type Spooler interface {
+	Spool(c llm.Call) error
+}
+
+// ErrDropped marks a recorder error that lost its records on purpose (a
+// spool that is full, for example): they are counted as dropped rather than
+// failed.
+var ErrDropped = errors.New("records dropped")
 
 // DefaultQueueSize is the number of records buffered per recorder when the
 // config sets none.
 const DefaultQueueSize = 4096
 
-// drainTimeout bounds how long Cleanup waits for recorders to write what is
-// still queued, so that a slow sink cannot stall a config reload or shutdown.
-// A variable so that tests can shorten it.
-var drainTimeout = 5 * time.Second
-
 // Handler is the llm_stats HTTP middleware. It starts the request's llm.Call
 // record if no handler did yet, lets the rest of the chain run, then completes
 // the record (duration, final status, whether the client went away) and hands
-// it to each of its recorders through a bounded queue. The response never
-// waits on a recorder: when a recorder falls behind and its queue is full,
-// new records are dropped for it and counted.
+// a copy of it to each of its recorders through a bounded queue. The
+// response never waits on a recorder: when a recorder falls behind and its
+// queue is full, new records go to its spool if it has one (see Spooler) and
+// are otherwise dropped and counted.
+//
+// Queues and their workers are kept per recorder config across config
+// reloads, so a reload neither loses queued records nor restarts a sink;
+// changing a recorder's config (or queue_size) starts a new worker and lets
+// the old one write what it holds.
 //
 // It sets these placeholders, which resolve to the record's latest state, so
 // they also work in access logs and log_append after the response:
@@ -73,44 +110,28 @@ var drainTimeout = 5 * time.Second
 //   - {llm.usage.source}: where the usage figures came from (none, upstream, ...)
 //   - {llm.ttft_ms}: milliseconds to the first response byte; empty if none was sent
 //   - {llm.stream}: whether the client asked for a streamed response
+//   - {llm.cost}: what the call cost in USD, from the model's price
+//   - {llm.served_model}: the model that served the call (the asked one or a fallback)
+//   - {llm.attempts}: how many upstream tries the call took
 //
 // Metrics: llmoneapi_stats_records_total{recorder,result} counts records per
-// recorder module name, with result "ok", "failed" or "dropped".
+// recorder module name, with result "ok", "failed", "spooled" (queue full,
+// kept in the recorder's spool) or "dropped".
 type Handler struct {
 	// The recorders that receive every finished record, in order. Each is
 	// an llm.stats.* module, named by the "recorder" key.
 	RecordersRaw []json.RawMessage `json:"recorders,omitempty" caddy:"namespace=llm.stats inline_key=recorder"`
 
 	// How many records are buffered per recorder before new ones are
-	// dropped (and counted as dropped). Default: 4096.
+	// spooled or dropped (and counted). Default: 4096.
 	QueueSize int `json:"queue_size,omitempty"`
 
-	sinks  []*sink
-	logger *zap.Logger
-	// cancel aborts recorders still draining when Cleanup stops waiting.
-	cancel context.CancelFunc
+	workers []*worker
+	// keys are the workers' keys in the pool, one reference each.
+	keys []string
 
-	// mu orders enqueueing against Cleanup: ServeHTTP holds it shared while
-	// it sends, so once Cleanup holds it exclusively and sets closed, no
-	// send can still be underway and the queues can be drained to empty.
-	mu     sync.RWMutex
-	closed bool
-}
-
-// sink is one recorder with its queue and worker.
-type sink struct {
-	name  string
-	rec   Recorder
-	queue chan *llm.Call
-	// stop is closed by Cleanup to make the worker drain and exit; the
-	// queue itself is never closed, so a late sender cannot panic.
-	stop chan struct{}
-	// done is closed by the worker when it exits.
-	done   chan struct{}
-	logger *zap.Logger
-
-	// The counters, curried once so that the hot path does no label lookup.
-	ok, failed, dropped prometheus.Counter
+	mu      sync.Mutex
+	cleaned bool
 }
 
 // CaddyModule returns the Caddy module information. The receiver is a
@@ -122,9 +143,9 @@ func (*Handler) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision loads the recorders and starts one worker per recorder.
+// Provision loads the recorders and gets a worker for each, the one already
+// running for the same config if any.
 func (h *Handler) Provision(ctx caddy.Context) error {
-	h.logger = ctx.Logger()
 	if h.QueueSize < 0 {
 		return fmt.Errorf("queue_size must not be negative, got %d", h.QueueSize)
 	}
@@ -135,41 +156,48 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		return err
 	}
 
+	// LoadModule clears the raw configs, and they are the workers' keys.
+	keys, err := workerKeys(h.RecordersRaw, h.QueueSize)
+	if err != nil {
+		return err
+	}
 	mods, err := ctx.LoadModule(h, "RecordersRaw")
 	if err != nil {
 		return fmt.Errorf("loading stats recorders: %w", err)
 	}
-	sinks := make([]*sink, 0, len(mods.([]any)))
-	for _, mod := range mods.([]any) {
+	logger := ctx.Logger()
+	for i, mod := range mods.([]any) {
 		id := mod.(caddy.Module).CaddyModule().ID
 		rec, ok := mod.(Recorder)
 		if !ok {
 			return fmt.Errorf("loading stats recorders: module %s is not a stats recorder (it has no Record method)", id)
 		}
-		name := id.Name()
-		sinks = append(sinks, &sink{
-			name:    name,
-			rec:     rec,
-			queue:   make(chan *llm.Call, h.QueueSize),
-			stop:    make(chan struct{}),
-			done:    make(chan struct{}),
-			logger:  h.logger,
-			ok:      metrics.records.WithLabelValues(name, "ok"),
-			failed:  metrics.records.WithLabelValues(name, "failed"),
-			dropped: metrics.records.WithLabelValues(name, "dropped"),
-		})
-	}
-
-	// Recorders get a context of their own: Caddy cancels the config's
-	// context before Cleanup runs, which would fail every record still
-	// queued for the drain.
-	workCtx, cancel := context.WithCancel(context.Background())
-	h.cancel = cancel
-	h.sinks = sinks
-	for _, s := range sinks {
-		go s.run(workCtx)
+		w, err := acquireWorker(keys[i], id.Name(), rec, h.QueueSize, logger)
+		if err != nil {
+			return err
+		}
+		h.keys = append(h.keys, keys[i])
+		h.workers = append(h.workers, w)
 	}
 	return nil
+}
+
+// workerKeys names each recorder's worker by its config: the same config
+// in the next config load (or another llm_stats handler) shares the worker,
+// and a recorder written twice in one handler gets two.
+func workerKeys(raws []json.RawMessage, queueSize int) ([]string, error) {
+	keys := make([]string, len(raws))
+	seen := make(map[string]int, len(raws))
+	for i, raw := range raws {
+		var b bytes.Buffer
+		if err := json.Compact(&b, raw); err != nil {
+			return nil, fmt.Errorf("recorder %d: %w", i, err)
+		}
+		k := strconv.Itoa(queueSize) + "|" + b.String()
+		seen[k]++
+		keys[i] = k + "|" + strconv.Itoa(seen[k])
+	}
+	return keys, nil
 }
 
 // ServeHTTP implements caddyhttp.MiddlewareHandler.
@@ -185,8 +213,54 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	if errors.Is(r.Context().Err(), context.Canceled) {
 		c.ClientAborted = true
 	}
-	h.enqueue(c)
+	if len(h.workers) > 0 {
+		rec := snapshot(c)
+		for _, wk := range h.workers {
+			wk.send(rec)
+		}
+	}
 	return err
+}
+
+// snapshot copies the record for the recorders, field by field so that
+// neither the request body nor the handlers' admission hooks (which may
+// hold the request) stay alive in a queue. TestSnapshotCopiesEveryField
+// fails when llm.Call gains a field this does not copy.
+func snapshot(c *llm.Call) llm.Call {
+	s := llm.Call{
+		ID:            c.ID,
+		Start:         c.Start,
+		Duration:      c.Duration,
+		Endpoint:      c.Endpoint,
+		Model:         c.Model,
+		UpstreamModel: c.UpstreamModel,
+		Provider:      c.Provider,
+		Upstream:      c.Upstream,
+		Stream:        c.Stream,
+		Status:        c.Status,
+		Usage:         c.Usage,
+		UsageSource:   c.UsageSource,
+		TTFT:          c.TTFT,
+		Truncated:     c.Truncated,
+		ClientAborted: c.ClientAborted,
+		Error:         c.Error,
+		ErrorCode:     c.ErrorCode,
+		API:           c.API,
+		ServedModel:   c.ServedModel,
+		Cost:          c.Cost,
+	}
+	if c.Identity != nil {
+		id := *c.Identity
+		s.Identity = &id
+	}
+	if c.Price != nil {
+		p := *c.Price
+		s.Price = &p
+	}
+	if len(c.Attempts) > 0 {
+		s.Attempts = slices.Clone(c.Attempts)
+	}
+	return s
 }
 
 // finalStatus is the status the client got when no handler recorded one.
@@ -206,115 +280,23 @@ func finalStatus(written int, err error) int {
 	return http.StatusInternalServerError
 }
 
-// enqueue hands c to every recorder without ever waiting for one.
-func (h *Handler) enqueue(c *llm.Call) {
-	h.mu.RLock()
-	defer h.mu.RUnlock()
-	for _, s := range h.sinks {
-		if h.closed {
-			// A request that outlived its config (a long stream across a
-			// reload) ends after Cleanup; count it rather than lose it silently.
-			s.dropped.Inc()
-			continue
-		}
-		select {
-		case s.queue <- c:
-		default:
-			s.dropped.Inc()
-		}
-	}
-}
-
-// Cleanup stops taking records, gives the recorders a bounded time to write
-// what is queued, then abandons the rest.
+// Cleanup lets go of the workers. A worker that no other config uses stops
+// taking records and gets a bounded time to write what is queued.
+// Requests of this config that end later still reach the workers the next
+// config shares.
 func (h *Handler) Cleanup() error {
 	h.mu.Lock()
-	if h.closed {
-		h.mu.Unlock()
+	defer h.mu.Unlock()
+	if h.cleaned {
 		return nil
 	}
-	h.closed = true
-	h.mu.Unlock()
-
-	// Provision failed before it started any worker: nothing to stop.
-	if h.cancel == nil {
-		return nil
-	}
-	defer h.cancel()
-
-	for _, s := range h.sinks {
-		close(s.stop)
-	}
-	wait, stopWaiting := context.WithTimeout(context.Background(), drainTimeout)
-	defer stopWaiting()
-	for _, s := range h.sinks {
-		select {
-		case <-s.done:
-		case <-wait.Done():
-			h.logger.Warn("stats recorder did not write its queued records in time; the rest are dropped",
-				zap.String("recorder", s.name),
-				zap.Int("queued", len(s.queue)),
-				zap.Duration("timeout", drainTimeout))
+	h.cleaned = true
+	for _, k := range h.keys {
+		if _, err := workers.Delete(k); err != nil {
+			return fmt.Errorf("stopping stats recorder: %w", err)
 		}
 	}
 	return nil
-}
-
-// run is the worker of one recorder.
-func (s *sink) run(ctx context.Context) {
-	defer close(s.done)
-	for {
-		select {
-		case c := <-s.queue:
-			s.record(ctx, c)
-		case <-s.stop:
-			s.drain(ctx)
-			return
-		}
-	}
-}
-
-// drain writes what is left in the queue. Nothing is added to it any more
-// once stop is closed, so it ends.
-func (s *sink) drain(ctx context.Context) {
-	for {
-		select {
-		case c := <-s.queue:
-			s.record(ctx, c)
-		default:
-			return
-		}
-	}
-}
-
-// record hands c to the recorder and counts the outcome. Once ctx is
-// cancelled, Cleanup has given up on this recorder, so records still queued
-// are counted as dropped instead of being handed to it.
-func (s *sink) record(ctx context.Context, c *llm.Call) {
-	if ctx.Err() != nil {
-		s.dropped.Inc()
-		return
-	}
-	err := s.safeRecord(ctx, c)
-	if err == nil {
-		s.ok.Inc()
-		return
-	}
-	s.failed.Inc()
-	if ce := s.logger.Check(zapcore.WarnLevel, "stats recorder failed"); ce != nil {
-		ce.Write(zap.String("recorder", s.name), zap.String("request_id", c.ID), zap.Error(err))
-	}
-}
-
-// safeRecord turns a recorder's panic into an error: the worker runs outside
-// any request, so nothing else would recover it and Caddy would crash.
-func (s *sink) safeRecord(ctx context.Context, c *llm.Call) (err error) {
-	defer func() {
-		if p := recover(); p != nil {
-			err = fmt.Errorf("recorder panicked: %v", p)
-		}
-	}()
-	return s.rec.Record(ctx, c)
 }
 
 // statusWriter notes the status of the response as it is written. Flush,
@@ -362,7 +344,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 			Namespace: "llmoneapi",
 			Subsystem: "stats",
 			Name:      "records_total",
-			Help:      "Request records handed to stats recorders, by recorder module and result (ok, failed, dropped).",
+			Help:      "Request records handed to stats recorders, by recorder module and result (ok, failed, spooled, dropped).",
 		}, []string{"recorder", "result"})
 	})
 	// Several llm_stats handlers in one config register the same collector.

@@ -366,6 +366,9 @@ func (x *exchange) stream(req *apiRequest, b Behavior, chat bool) {
 	h.Set("Content-Type", "text/event-stream")
 	h.Set("Cache-Control", "no-cache")
 	x.w.WriteHeader(http.StatusOK)
+	if b.Stall > 0 && b.StallAfter == 0 && !(x.flush() && x.sleep(b.Stall)) {
+		return
+	}
 	if chat {
 		c := head
 		empty := ""
@@ -377,6 +380,9 @@ func (x *exchange) stream(req *apiRequest, b Behavior, chat bool) {
 		// Legacy streams have no role chunk; the headers still go out at
 		// once, as they do from OpenAI.
 		return
+	}
+	if b.DropBeforeContent {
+		x.abort()
 	}
 	for i := range n {
 		if !x.sleep(b.ChunkDelay) {
@@ -390,6 +396,9 @@ func (x *exchange) stream(req *apiRequest, b Behavior, chat bool) {
 		}
 		if i+1 == b.DropAfter {
 			x.abort()
+		}
+		if b.Stall > 0 && i+1 == b.StallAfter && !x.sleep(b.Stall) {
+			return
 		}
 	}
 	c := head

@@ -107,6 +107,9 @@ func (x *exchange) failAs(b Behavior, model string) {
 	if status < 400 {
 		status = http.StatusInternalServerError
 	}
+	for name, value := range b.Header {
+		x.w.Header().Set(name, value)
+	}
 	if b.ErrorBody != "" {
 		x.send(status, []byte(b.ErrorBody))
 		return

@@ -72,6 +72,17 @@ type Behavior struct {
 	// is not streamed (embeddings and models too) has no chunks to count, so
 	// any DropAfter aborts it before anything is sent.
 	DropAfter int
+	// DropBeforeContent aborts a stream right after its headers and role
+	// chunk, before any content: a stream that breaks before its first token.
+	DropBeforeContent bool
+	// Stall, when more than 0, makes a stream go silent for that long after
+	// StallAfter content chunks (0: right after the headers, before the role
+	// chunk), as a hung upstream does; the stream then goes on.
+	Stall      time.Duration
+	StallAfter int
+	// Header holds extra headers for error responses (see Status), such as
+	// Retry-After, retry-after-ms or x-ratelimit-reset-requests with a 429.
+	Header map[string]string
 	// NoUsage leaves usage out of every reply, streamed or not, as some
 	// OpenAI-compatible servers do, even when the request asks for it with
 	// stream_options.include_usage.

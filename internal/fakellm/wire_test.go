@@ -1,6 +1,7 @@
 package fakellm_test
 
 import (
+	"bufio"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -8,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/llmoneapi/llmoneapi/internal/fakellm"
 )
@@ -268,5 +270,65 @@ func TestMissingPrompt(t *testing.T) {
 	_, body := post(t, ts, "/v1/completions", "", `{"model":"m","prompt":null}`)
 	if !strings.Contains(body, `"usage":{"prompt_tokens":1,"completion_tokens":5,"total_tokens":6}`) {
 		t.Errorf("reply %s", body)
+	}
+}
+
+// TestStreamFaults checks the faults a gateway's failover is tested with:
+// a drop before the first token, silence after the headers or mid-stream,
+// and headers on an error.
+func TestStreamFaults(t *testing.T) {
+	fake := &fakellm.Server{}
+	ts := httptest.NewServer(fake)
+	defer ts.Close()
+	stream := func() (*http.Response, *bufio.Reader) {
+		t.Helper()
+		resp, err := http.Post(ts.URL+"/v1/chat/completions", "application/json",
+			strings.NewReader(`{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { resp.Body.Close() })
+		return resp, bufio.NewReader(resp.Body)
+	}
+
+	fake.SetBehavior(fakellm.Behavior{DropBeforeContent: true})
+	_, br := stream()
+	raw, err := io.ReadAll(br)
+	if err == nil || !strings.Contains(string(raw), `"role":"assistant"`) || strings.Contains(string(raw), "chunk0") {
+		t.Fatalf("DropBeforeContent: %q %v", raw, err)
+	}
+
+	for _, after := range []int{0, 2} {
+		fake.SetBehavior(fakellm.Behavior{Stall: 300 * time.Millisecond, StallAfter: after})
+		begin := time.Now()
+		resp, br := stream()
+		if resp.StatusCode != 200 {
+			t.Fatalf("status %d", resp.StatusCode)
+		}
+		headers := time.Since(begin)
+		var gap time.Duration
+		last := time.Now()
+		for {
+			line, err := br.ReadString('\n')
+			if d := time.Since(last); d > gap {
+				gap = d
+			}
+			last = time.Now()
+			if err != nil {
+				if !strings.Contains(line, "[DONE]") && err != io.EOF {
+					t.Fatal(err)
+				}
+				break
+			}
+		}
+		if headers > 200*time.Millisecond || gap < 300*time.Millisecond {
+			t.Fatalf("StallAfter %d: headers after %v, longest silence %v", after, headers, gap)
+		}
+	}
+
+	fake.SetBehavior(fakellm.Behavior{Status: 429, Header: map[string]string{"Retry-After": "7"}})
+	resp, _ := stream()
+	if resp.StatusCode != 429 || resp.Header.Get("Retry-After") != "7" {
+		t.Fatalf("%d Retry-After %q", resp.StatusCode, resp.Header.Get("Retry-After"))
 	}
 }

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
@@ -56,7 +57,9 @@ func (OpenAI) NewRequest(ctx context.Context, x *route.Exchange) (*http.Request,
 		return nil, err
 	}
 	for name, values := range x.Upstream.Header() {
-		req.Header[name] = values
+		// A copy: a shared slice would let one request's header changes
+		// reach every other request to this upstream.
+		req.Header[name] = slices.Clone(values)
 	}
 	req.Header.Set("Content-Type", "application/json")
 	if x.Request.Stream {
@@ -146,7 +149,9 @@ func openaiUsage(body []byte) (usage *llm.Usage, noChoices bool, err error) {
 	return usage, noChoices, err
 }
 
-// Stream relays the upstream's events as they are.
+// Stream relays the upstream's events as they are. A stream that finished
+// (a finish_reason and, when the client asked, the usage chunk) but whose
+// upstream closed without [DONE] is complete, and gets its [DONE].
 func (OpenAI) Stream(x *route.Exchange, body io.Reader) route.Stream {
 	return &openaiStream{events: sse.NewReader(body, 0), clientWantsUsage: x.Request.IncludeUsage}
 }
@@ -155,9 +160,15 @@ type openaiStream struct {
 	events           *sse.Reader
 	clientWantsUsage bool
 	done             bool
+	content          bool // an event had content: every later one counts
+	finished         bool // a choice had its finish_reason
+	usage            bool // the usage chunk came
 }
 
-var doneData = []byte("[DONE]")
+var (
+	doneData  = []byte("[DONE]")
+	doneEvent = []byte("data: [DONE]\n\n")
+)
 
 func (s *openaiStream) Next() (route.StreamEvent, error) {
 	if s.done {
@@ -165,6 +176,10 @@ func (s *openaiStream) Next() (route.StreamEvent, error) {
 	}
 	ev, err := s.events.Next()
 	if err == io.EOF {
+		if s.finished && (s.usage || !s.clientWantsUsage) {
+			s.done = true
+			return route.StreamEvent{Data: doneEvent, Content: true}, nil
+		}
 		return route.StreamEvent{}, fmt.Errorf("the stream ended without [DONE]: %w", io.ErrUnexpectedEOF)
 	}
 	if err != nil {
@@ -172,12 +187,19 @@ func (s *openaiStream) Next() (route.StreamEvent, error) {
 	}
 	if bytes.Equal(ev.Data, doneData) {
 		s.done = true
-		return route.StreamEvent{Data: ev.Raw}, nil
+		return route.StreamEvent{Data: ev.Raw, Content: true}, nil
 	}
 	out := route.StreamEvent{Data: ev.Raw, More: s.events.Ready()}
+	if !s.finished && hasValue(ev.Data, finishKey, '"') {
+		s.finished, s.content = true, true
+	}
+	if !s.content {
+		s.content = hasContent(ev.Data)
+	}
+	out.Content = s.content
 	// Only chunks with a usage object are parsed; the rest, "usage":null
 	// included, pass untouched.
-	if !hasUsage(ev.Data) {
+	if !hasValue(ev.Data, usageKey, '{') {
 		return out, nil
 	}
 	usage, noChoices, err := openaiUsage(ev.Data)
@@ -185,25 +207,67 @@ func (s *openaiStream) Next() (route.StreamEvent, error) {
 		return route.StreamEvent{}, fmt.Errorf("bad stream chunk: %w", err)
 	}
 	out.Usage = usage
-	if usage != nil && noChoices && !s.clientWantsUsage {
-		out.Data = nil
+	if usage != nil {
+		s.usage, out.Content, s.content = true, true, true
+		if noChoices && !s.clientWantsUsage {
+			out.Data = nil
+		}
 	}
 	return out, nil
 }
 
-var usageKey = []byte(`"usage"`)
+// hasContent tells whether a chunk carries part of the answer: a choice
+// with text, or a delta with anything but its role (content, a tool call,
+// a refusal, reasoning). Only chunks before the first such one are decoded.
+func hasContent(data []byte) bool {
+	var chunk struct {
+		Choices []struct {
+			Text  string                     `json:"text"`
+			Delta map[string]json.RawMessage `json:"delta"`
+		} `json:"choices"`
+	}
+	if json.Unmarshal(data, &chunk) != nil {
+		return len(bytes.TrimSpace(data)) > 0 // not ours to judge: pass it on
+	}
+	for _, c := range chunk.Choices {
+		if c.Text != "" {
+			return true
+		}
+		for k, v := range c.Delta {
+			if k != "role" && !emptyJSON(v) {
+				return true
+			}
+		}
+	}
+	return false
+}
 
-// hasUsage tells cheaply whether a chunk may carry a usage object: some
-// "usage" is followed by a colon and an opening brace.
-func hasUsage(data []byte) bool {
+// emptyJSON tells null, "", [] and {} apart from values with something in.
+func emptyJSON(v json.RawMessage) bool {
+	switch string(bytes.TrimSpace(v)) {
+	case "null", `""`, "[]", "{}":
+		return true
+	}
+	return false
+}
+
+var (
+	usageKey  = []byte(`"usage"`)
+	finishKey = []byte(`"finish_reason"`)
+)
+
+// hasValue tells cheaply whether some key in data is followed by a colon and
+// a value starting with first: '{' for a usage object, '"' for a
+// finish_reason that is not null.
+func hasValue(data, key []byte, first byte) bool {
 	for {
-		i := bytes.Index(data, usageKey)
+		i := bytes.Index(data, key)
 		if i < 0 {
 			return false
 		}
-		data = bytes.TrimLeft(data[i+len(usageKey):], " \t\r\n")
+		data = bytes.TrimLeft(data[i+len(key):], " \t\r\n")
 		if len(data) > 0 && data[0] == ':' {
-			if rest := bytes.TrimLeft(data[1:], " \t\r\n"); len(rest) > 0 && rest[0] == '{' {
+			if rest := bytes.TrimLeft(data[1:], " \t\r\n"); len(rest) > 0 && rest[0] == first {
 				return true
 			}
 		}

@@ -1,11 +1,15 @@
 package providers
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/caddyserver/caddy/v2"
 
 	"github.com/llmoneapi/llmoneapi/llm"
 	"github.com/llmoneapi/llmoneapi/route"
@@ -194,8 +198,87 @@ func TestHasUsage(t *testing.T) {
 		`{"choices":[{"delta":{"content":"x"}}]}`: false,
 		`{"usage":null,"x":{"usage":{}}}`:         true, // nested: the parser then finds no top-level usage
 	} {
-		if got := hasUsage([]byte(data)); got != want {
-			t.Errorf("hasUsage(%s) = %v, want %v", data, got, want)
+		if got := hasValue([]byte(data), usageKey, '{'); got != want {
+			t.Errorf("hasValue(%s, usage) = %v, want %v", data, got, want)
 		}
+	}
+}
+
+const finishChunk = `data: {"id":"c","object":"chat.completion.chunk","choices":[{"index":0,"delta":{},"finish_reason":"stop"}],"usage":null}` + "\n\n"
+
+// TestOpenAIStreamFinished: a stream that finished but whose upstream closed
+// without [DONE] is complete; one that did not finish, or lacks the usage
+// chunk the client asked for, is cut.
+func TestOpenAIStreamFinished(t *testing.T) {
+	plain := `{"model":"m","stream":true}`
+	withUsage := `{"model":"m","stream":true,"stream_options":{"include_usage":true}}`
+	tests := []struct {
+		name, body, upstream string
+		complete             bool
+	}{
+		{"finish, no usage asked", plain, chunk("a") + finishChunk, true},
+		{"finish and usage", withUsage, chunk("a") + finishChunk + usageChunk, true},
+		{"finish, usage asked, none came", withUsage, chunk("a") + finishChunk, false},
+		{"no finish", plain, chunk("a") + usageChunk, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, _, err := drain(OpenAI{}.Stream(exchange(t, llm.EndpointChat, tt.body, ""), strings.NewReader(tt.upstream)))
+			if tt.complete != (err == io.EOF) || tt.complete != strings.HasSuffix(out, "data: [DONE]\n\n") {
+				t.Fatalf("out %q err %v", out, err)
+			}
+		})
+	}
+}
+
+// TestOpenAIStreamContent: the role chunk and keep-alives are not content;
+// the first text, tool call, finish or usage is, and so is all that follows.
+func TestOpenAIStreamContent(t *testing.T) {
+	role := `data: {"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}` + "\n\n"
+	tool := `data: {"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"name":"f"}}]}}]}` + "\n\n"
+	legacy := `data: {"choices":[{"text":"hi","index":0}]}` + "\n\n"
+	tests := []struct {
+		upstream string
+		content  []bool
+	}{
+		{role + ": keep-alive\n\n" + chunk("a") + role, []bool{false, false, true, true}},
+		{role + tool, []bool{false, true}},
+		{legacy, []bool{true}},
+		{role + finishChunk, []bool{false, true}},
+		{role + usageChunk, []bool{false, true}},
+	}
+	for _, tt := range tests {
+		s := OpenAI{}.Stream(exchange(t, llm.EndpointChat, `{"model":"m","stream":true,"stream_options":{"include_usage":true}}`, ""), strings.NewReader(tt.upstream))
+		for i, want := range tt.content {
+			ev, err := s.Next()
+			if err != nil || ev.Content != want {
+				t.Fatalf("%q event %d: content %v err %v, want %v", tt.upstream, i, ev.Content, err, want)
+			}
+		}
+	}
+}
+
+// TestOpenAIHeadersCopied: a request's headers are its own, so that changing
+// them cannot reach the upstream's configured headers.
+func TestOpenAIHeadersCopied(t *testing.T) {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	m := &route.Model{Name: "m", Upstreams: []*route.Upstream{{
+		ProviderRaw: json.RawMessage(`{"name":"openai"}`), URL: "http://127.0.0.1:1/v1",
+		Headers: http.Header{"X-Team": {"ml"}},
+	}}}
+	if err := m.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	defer m.Cleanup()
+	x := exchange(t, llm.EndpointChat, `{"model":"m"}`, "")
+	x.Upstream = m.Upstreams[0]
+	req, err := OpenAI{}.NewRequest(t.Context(), x)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header["X-Team"][0] = "changed"
+	if got := x.Upstream.Header().Get("X-Team"); got != "ml" {
+		t.Fatalf("the upstream's header became %q", got)
 	}
 }

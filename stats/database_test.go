@@ -1,0 +1,343 @@
+package stats
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+
+	"github.com/llmoneapi/llmoneapi/internal/sqldb"
+	"github.com/llmoneapi/llmoneapi/llm"
+)
+
+const testPostgres = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
+
+// uniqueTable names a table no other test (or package) uses.
+func uniqueTable(testing.TB) string {
+	return fmt.Sprintf("stats_test_%d_%d", os.Getpid(), tableSeq.Add(1))
+}
+
+var tableSeq atomic.Int64
+
+// newDatabase provisions a database recorder from JSON; the test's end
+// cleans it up and, for PostgreSQL, drops its table.
+func newDatabase(t testing.TB, config map[string]any) *Database {
+	t.Helper()
+	if config["spool"] == nil {
+		config["spool"] = filepath.Join(t.TempDir(), "spool.jsonl")
+	}
+	raw, _ := json.Marshal(config)
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	mod, err := ctx.LoadModuleByID("llm.stats.database", raw)
+	if err != nil {
+		cancel()
+		t.Fatalf("provisioning %s: %v", raw, err)
+	}
+	d := mod.(*Database)
+	t.Cleanup(func() {
+		if d.Dialect == sqldb.Postgres {
+			_, _ = d.store.db.Exec("DROP TABLE " + d.Table)
+			_, _ = d.store.db.Exec(d.store.db.Rebind("DELETE FROM llm_schema_migrations WHERE component = ?"), usageComponent+":"+d.Table)
+		}
+		cancel()
+	})
+	return d
+}
+
+func dialects(t *testing.T) []map[string]any {
+	return []map[string]any{
+		{"dialect": "sqlite", "dsn": filepath.Join(t.TempDir(), "usage.db")},
+		{"dialect": "postgres", "dsn": testPostgres, "table": uniqueTable(t)},
+	}
+}
+
+func sampleCall(id string, start time.Time) llm.Call {
+	return llm.Call{
+		ID: id, Start: start, Duration: 1500 * time.Millisecond, Endpoint: llm.EndpointChat, API: llm.APIOpenAIChat,
+		Identity: &llm.Identity{User: "alice", KeyID: "k-alice", Team: "research"},
+		Model:    "gpt-4o-mini", ServedModel: "gpt-4o", UpstreamModel: "gpt-4o-2024-08-06",
+		Provider: "openai", Upstream: "api.openai.com", Stream: true, Status: 200,
+		Usage: llm.Usage{PromptTokens: 100, CompletionTokens: 20, TotalTokens: 120, CachedTokens: 40,
+			CacheCreationTokens: 5, ReasoningTokens: 7},
+		UsageSource: llm.UsageUpstream, Cost: 0.0123, TTFT: 250 * time.Millisecond,
+		Truncated: true, ClientAborted: true, ErrorCode: "upstream_stream_cut",
+		Attempts: []llm.Attempt{{Upstream: "a.example", Outcome: "timeout"}, {Upstream: "api.openai.com", Outcome: "ok"}},
+	}
+}
+
+func TestDatabaseStoresEveryColumn(t *testing.T) {
+	for _, config := range dialects(t) {
+		t.Run(config["dialect"].(string), func(t *testing.T) {
+			d := newDatabase(t, config)
+			start := time.UnixMilli(1_750_000_000_123)
+			c := sampleCall("req-1", start)
+			// Twice: a replayed record is stored once.
+			for range 2 {
+				if err := d.RecordBatch(context.Background(), []llm.Call{c}); err != nil {
+					t.Fatal(err)
+				}
+			}
+			db := d.store.db
+			var n int
+			if err := db.QueryRow("SELECT COUNT(*) FROM " + d.Table).Scan(&n); err != nil || n != 1 {
+				t.Fatalf("rows = %d (%v), want 1", n, err)
+			}
+			var (
+				id, user, key, team, api, endpoint, model, served, upModel, provider, upstream, source, code string
+				startMS, prompt, completion, total, cached, creation, reasoning                              int64
+				attempts, status, stream, truncated, aborted                                                 int
+				cost, durMS, ttftMS                                                                          float64
+			)
+			err := db.QueryRow("SELECT "+strings.Join(usageColumns, ", ")+" FROM "+d.Table).Scan(
+				&id, &startMS, &user, &key, &team, &api, &endpoint, &model, &served, &upModel, &provider, &upstream,
+				&attempts, &status, &stream, &prompt, &completion, &total, &cached, &creation, &reasoning, &source,
+				&cost, &durMS, &ttftMS, &truncated, &aborted, &code)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got := fmt.Sprintln(id, startMS, user, key, team, api, endpoint, model, served, upModel, provider, upstream,
+				attempts, status, stream, prompt, completion, total, cached, creation, reasoning, source,
+				cost, durMS, ttftMS, truncated, aborted, code)
+			want := "req-1 1750000000123 alice k-alice research openai.chat chat.completions gpt-4o-mini gpt-4o " +
+				"gpt-4o-2024-08-06 openai api.openai.com 2 200 1 100 20 120 40 5 7 upstream 0.0123 1500 250 1 1 upstream_stream_cut\n"
+			if got != want {
+				t.Errorf("row =\n%s\nwant\n%s", got, want)
+			}
+		})
+	}
+}
+
+func TestDatabaseQuery(t *testing.T) {
+	for _, config := range dialects(t) {
+		t.Run(config["dialect"].(string), func(t *testing.T) {
+			d := newDatabase(t, config)
+			hour := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+			var calls []llm.Call
+			for i := range 6 {
+				c := sampleCall(fmt.Sprintf("q-%d", i), hour.Add(time.Duration(i)*20*time.Minute))
+				c.Identity = &llm.Identity{User: []string{"alice", "bob"}[i%2]}
+				c.Status = 200
+				if i == 5 {
+					c.Status = 502
+					c.TTFT = 0
+				}
+				calls = append(calls, c)
+			}
+			if err := d.RecordBatch(context.Background(), calls); err != nil {
+				t.Fatal(err)
+			}
+
+			rows, err := d.Query(context.Background(), Query{GroupBy: "user"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) != 2 || rows[0].Group != "alice" || rows[1].Group != "bob" {
+				t.Fatalf("rows = %+v, want alice and bob", rows)
+			}
+			bob := rows[1]
+			if bob.Requests != 3 || bob.Errors != 1 || bob.PromptTokens != 300 || bob.CompletionTokens != 60 ||
+				bob.CachedTokens != 120 || bob.TotalTokens != 360 || fmt.Sprintf("%.4f", bob.Cost) != "0.0369" ||
+				bob.DurationAvg != 1.5 || bob.TTFTAvg != 0.25 {
+				t.Errorf("bob = %+v", bob)
+			}
+
+			// Hourly buckets over [10:20, 12:00): 10:20 and 10:40, then 11:00, 11:20, 11:40.
+			rows, err = d.Query(context.Background(), Query{From: hour.Add(20 * time.Minute), To: hour.Add(2 * time.Hour), Bucket: time.Hour})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(rows) != 2 || !rows[0].Bucket.Equal(hour) || rows[0].Requests != 2 ||
+				!rows[1].Bucket.Equal(hour.Add(time.Hour)) || rows[1].Requests != 3 || rows[1].Errors != 1 {
+				t.Errorf("bucketed rows = %+v", rows)
+			}
+			if _, err := d.Query(context.Background(), Query{GroupBy: "nope"}); err == nil {
+				t.Error("grouping by an unknown field succeeded")
+			}
+		})
+	}
+}
+
+func TestDatabaseRetention(t *testing.T) {
+	d := newDatabase(t, map[string]any{"dialect": "sqlite", "dsn": filepath.Join(t.TempDir(), "u.db"), "retention": int64(time.Hour)})
+	old, recent := sampleCall("old", time.Now().Add(-2*time.Hour)), sampleCall("recent", time.Now())
+	if err := d.RecordBatch(context.Background(), []llm.Call{old, recent}); err != nil {
+		t.Fatal(err)
+	}
+	d.store.purge(context.Background(), time.Hour)
+	var ids []string
+	rows, err := d.store.db.Query("SELECT request_id FROM " + d.Table)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var id string
+		_ = rows.Scan(&id)
+		ids = append(ids, id)
+	}
+	if fmt.Sprint(ids) != "[recent]" {
+		t.Errorf("rows after retention = %v, want [recent]", ids)
+	}
+}
+
+// TestSpoolReplayedAtStart: records spooled by an earlier run (with a line
+// a crash tore) are written when the recorder starts, each once.
+func TestSpoolReplayedAtStart(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "spool.jsonl")
+	sp, err := openSpool(path, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sp.append([]llm.Call{sampleCall("s-1", time.Now()), sampleCall("s-2", time.Now())}); err != nil {
+		t.Fatal(err)
+	}
+	_ = sp.close()
+	f, _ := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	_, _ = f.WriteString(`{"request_id":"s-torn","sta`)
+	f.Close()
+
+	d := newDatabase(t, map[string]any{"dialect": "sqlite", "dsn": filepath.Join(dir, "u.db"), "spool": path})
+	deadline := time.Now().Add(5 * time.Second)
+	for d.store.spool.pending() && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
+	var n int
+	if err := d.store.db.QueryRow("SELECT COUNT(*) FROM " + d.Table + " WHERE request_id IN ('s-1', 's-2')").Scan(&n); err != nil || n != 2 {
+		t.Fatalf("replayed rows = %d (%v), want 2", n, err)
+	}
+	if info, _ := os.Stat(path); info.Size() != 0 {
+		t.Errorf("spool is %d bytes after the replay, want empty", info.Size())
+	}
+}
+
+func TestSpoolFullDrops(t *testing.T) {
+	sp, err := openSpool(filepath.Join(t.TempDir(), "s.jsonl"), 1500)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sp.close()
+	c := sampleCall("x", time.Now())
+	if err := sp.append([]llm.Call{c}); err != nil {
+		t.Fatal(err)
+	}
+	err = sp.append([]llm.Call{c, c})
+	if !errors.Is(err, ErrDropped) || !errors.Is(err, errSpoolFull) {
+		t.Fatalf("append past the limit: %v, want a dropped error", err)
+	}
+	calls, end, bad, err := sp.next(10)
+	if err != nil || len(calls) != 1 || bad != 0 || calls[0].ID != "x" || calls[0].Identity.User != "alice" {
+		t.Fatalf("next = %d calls (%+v), bad %d, %v", len(calls), calls, bad, err)
+	}
+	if err := sp.commit(end); err != nil || sp.pending() {
+		t.Errorf("commit: %v, pending %v", err, sp.pending())
+	}
+}
+
+func TestDatabaseCaddyfile(t *testing.T) {
+	for _, tt := range []struct{ input, want string }{
+		{`database sqlite ./u.db`, `{"dialect":"sqlite","dsn":"./u.db"}`},
+		{`database postgres://u@db/llm`, `{"dialect":"postgres","dsn":"postgres://u@db/llm"}`},
+		{"database postgres {env.DB} {\n table usage\n batch_size 100\n flush_interval 1s\n write_timeout 2s\n spool /var/spool/llm\n spool_size 10MiB\n retention 90d\n}",
+			`{"dialect":"postgres","dsn":"{env.DB}","table":"usage","batch_size":100,"flush_interval":1000000000,"write_timeout":2000000000,"spool":"/var/spool/llm","spool_size":10485760,"retention":7776000000000000}`},
+	} {
+		d := new(Database)
+		if err := d.UnmarshalCaddyfile(caddyfile.NewTestDispenser(tt.input)); err != nil {
+			t.Errorf("%s: %v", tt.input, err)
+			continue
+		}
+		if got := string(caddyconfig.JSON(d, nil)); got != tt.want {
+			t.Errorf("%s:\n got %s\nwant %s", tt.input, got, tt.want)
+		}
+	}
+	for _, tt := range []struct{ input, want string }{
+		{`database`, "want sqlite <path> or postgres <url>"},
+		{`database mysql x`, "unknown store 'mysql'"},
+		{`database ./u.db`, "is not a store"},
+		{"database sqlite u.db {\n table Bad-Name\n}", "bad table name 'Bad-Name'"},
+		{"database sqlite u.db {\n batch_size 5000\n}", "bad batch_size '5000'"},
+		{"database sqlite u.db {\n retention soon\n}", "bad retention 'soon'"},
+		{"database sqlite u.db {\n spool_size lots\n}", "'lots' is not a size"},
+		{"database sqlite u.db {\n nope\n}", "unrecognized database recorder subdirective 'nope'"},
+	} {
+		err := new(Database).UnmarshalCaddyfile(caddyfile.NewTestDispenser(tt.input))
+		if err == nil || !strings.Contains(err.Error(), tt.want) {
+			t.Errorf("%q: err = %v, want %q", tt.input, err, tt.want)
+		}
+	}
+}
+
+// BenchmarkDatabaseRecord is the database recorder's cost per record,
+// written in batches of 256 to a SQLite file.
+func BenchmarkDatabaseRecord(b *testing.B) {
+	for _, config := range []map[string]any{
+		{"dialect": "sqlite", "dsn": filepath.Join(b.TempDir(), "bench.db")},
+		{"dialect": "postgres", "dsn": testPostgres, "table": uniqueTable(b)},
+	} {
+		b.Run(config["dialect"].(string), func(b *testing.B) {
+			d := newDatabase(b, config)
+			batch := make([]llm.Call, 256)
+			n := 0
+			b.ReportAllocs()
+			for b.Loop() {
+				batch[n%256] = sampleCall(fmt.Sprintf("b-%d", n), time.Now())
+				n++
+				if n%256 == 0 {
+					if err := d.RecordBatch(context.Background(), batch); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}
+
+// FuzzSpool: whatever a spool file holds (a torn write, a disk error),
+// opening and replaying it never fails or panics, and the records
+// appended after it read back intact.
+func FuzzSpool(f *testing.F) {
+	good, _ := json.Marshal(sampleCall("seed", time.Unix(1700000000, 0)))
+	for _, seed := range []string{"", "\n", string(good) + "\n", string(good) + "\n" + string(good[:20]), "{\n}\n\x00\xff\n", `{"request_id":1}` + "\n"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, content []byte) {
+		path := filepath.Join(t.TempDir(), "spool.jsonl")
+		if err := os.WriteFile(path, content, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		sp, err := openSpool(path, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sp.close()
+		if err := sp.append([]llm.Call{sampleCall("after", time.Unix(1700000000, 0))}); err != nil {
+			t.Fatal(err)
+		}
+		var last llm.Call
+		for sp.pending() {
+			calls, end, _, err := sp.next(7)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(calls) > 0 {
+				last = calls[len(calls)-1]
+			}
+			if err := sp.commit(end); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if last.ID != "after" || last.Usage.TotalTokens != 120 {
+			t.Errorf("the record appended last read back as %+v", last)
+		}
+	})
+}
