@@ -50,8 +50,7 @@ func chromium(t *testing.T, url string, extra ...string) []byte {
 // tables must be those of the calls sent. It also takes a screenshot and
 // checks that the charts were painted.
 func TestDashboardInChromium(t *testing.T) {
-	// The last querier is the most real one.
-	g, broken := startSite(t, queriers[len(queriers)-1].config)
+	g, broken := startSite(t, "memory")
 	sent := sendTraffic(t, g, broken)
 	waitForStats(t, g, sent.all.Requests)
 	// Chromium sends the URL's credentials to basic_auth.

@@ -77,9 +77,12 @@ const (
 var prices = map[string][2]float64{"gpt-4o-mini": {0.15, 0.60}, "gpt-4o": {2.5, 10}, "flaky": {0, 0}}
 
 // queriers are the recorders the stats API and the dashboard are tested
-// against: how llm_stats names them, and their module ID.
+// against: how llm_stats names them, and their module ID. The tests' own
+// querier adds up the calls the obvious way; the real ones must agree.
 var queriers = []struct{ config, module string }{
 	{"testquery", "llm.stats.testquery"},
+	{"memory", "llm.stats.memory"},
+	{"database sqlite {TMP}/stats.db", "llm.stats.database"},
 }
 
 // eachQuerier runs test once per querier, as a subtest.
