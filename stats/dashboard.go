@@ -380,6 +380,9 @@ func queryDashboard(ctx context.Context, q Querier, from time.Time, step time.Du
 		if err != nil {
 			return dashboardData{}, fmt.Errorf("querying by %s: %w", cmp.Or(x.q.GroupBy, "total"), err)
 		}
+		for i := range rows {
+			rows[i] = saneRow(rows[i])
+		}
 		*x.dst = rows
 	}
 	return d, nil
@@ -566,6 +569,27 @@ func (s *seriesSet) empty(fill float64) []series {
 		}
 	}
 	return out
+}
+
+// maxSane bounds the numbers the page takes from a querier: no gateway
+// records more than 10^15 calls, tokens, dollars or seconds, and below it
+// sums and averages stay finite.
+const maxSane = 1e15
+
+// saneRow makes a querier's row safe to draw: numbers that are negative,
+// not finite or beyond maxSane (a broken third-party querier) become 0 or
+// maxSane, so that the page never shows NaN or draws outside its charts.
+func saneRow(r Row) Row {
+	for _, n := range []*int64{&r.Requests, &r.Errors, &r.PromptTokens, &r.CompletionTokens, &r.CachedTokens, &r.TotalTokens} {
+		*n = min(max(*n, 0), maxSane)
+	}
+	for _, f := range []*float64{&r.Cost, &r.DurationAvg, &r.DurationP50, &r.DurationP95, &r.TTFTAvg, &r.TTFTP50, &r.TTFTP95} {
+		if math.IsNaN(*f) {
+			*f = 0
+		}
+		*f = min(max(*f, 0), maxSane)
+	}
+	return r
 }
 
 // addRows adds b's totals to a; averages are weighted by requests, and
