@@ -68,9 +68,13 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 		return caddyhttp.Error(http.StatusMethodNotAllowed,
 			fmt.Errorf("method %s not allowed: the dashboard answers GET", r.Method))
 	}
-	status, body, err := renderDashboard(r.Context(), r.URL.Query(), d.Title, false, time.Now())
+	rng, by, err := parsePageParams(r.URL.Query())
 	if err != nil {
 		return caddyhttp.Error(http.StatusBadRequest, err)
+	}
+	status, body, err := renderDashboard(r.Context(), rng, by, d.Title, false, time.Now())
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	writePage(w, status, body)
 	return nil
@@ -87,9 +91,13 @@ func serveAdminDashboard(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Allow", "GET, HEAD")
 		return adminapi.Error(http.StatusMethodNotAllowed, "method %s not allowed: the dashboard answers GET", r.Method)
 	}
-	status, body, err := renderDashboard(r.Context(), r.URL.Query(), "", true, time.Now())
+	rng, by, err := parsePageParams(r.URL.Query())
 	if err != nil {
 		return adminapi.Error(http.StatusBadRequest, "%v", err)
+	}
+	status, body, err := renderDashboard(r.Context(), rng, by, "", true, time.Now())
+	if err != nil {
+		return err // Caddy's admin server answers it with a 500
 	}
 	writePage(w, status, body)
 	return nil
@@ -266,14 +274,10 @@ type tableRow struct {
 	Health string
 }
 
-// renderDashboard draws the page for the query parameters v. It fails only
-// on bad parameters; a querier that is missing or fails gives a page that
-// says so, with the status to send.
-func renderDashboard(ctx context.Context, v url.Values, title string, onAdmin bool, now time.Time) (int, []byte, error) {
-	rng, by, err := parsePageParams(v)
-	if err != nil {
-		return 0, nil, err
-	}
+// renderDashboard draws the page for the range and split given, with the
+// status to send: a querier that is missing or fails gives a page that says
+// so. The error is the template's, a bug.
+func renderDashboard(ctx context.Context, rng dashboardRange, by, title string, onAdmin bool, now time.Time) (int, []byte, error) {
 	p := &page{
 		Title:      cmp.Or(title, "LLM gateway"),
 		CSS:        template.CSS(pageCSS),
@@ -304,6 +308,7 @@ func renderDashboard(ctx context.Context, v url.Values, title string, onAdmin bo
 		if m, ok := q.(caddy.Module); ok {
 			p.Source = string(m.CaddyModule().ID)
 		}
+		var err error
 		if d, err = queryDashboard(ctx, q, axis.Start, rng.Step, by); err != nil {
 			status = http.StatusInternalServerError
 			p.Notice = "The stats could not be read: " + err.Error()
@@ -313,8 +318,8 @@ func renderDashboard(ctx context.Context, v url.Values, title string, onAdmin bo
 
 	var buf bytes.Buffer
 	if err := pageTemplate.Execute(&buf, p); err != nil {
-		// The template is fixed and its data built here: a failure is a
-		// bug, which the page tests catch.
+		// The template is fixed and its data built here, so the page
+		// tests catch this.
 		return 0, nil, fmt.Errorf("drawing the dashboard: %w", err)
 	}
 	return status, buf.Bytes(), nil

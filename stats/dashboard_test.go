@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -25,7 +24,7 @@ func (failingQuerier) Query(context.Context, Query) ([]Row, error) {
 // that says what failed, with a 500.
 func TestDashboardQuerierFails(t *testing.T) {
 	t.Cleanup(RegisterQuerier(failingQuerier{}, true))
-	status, body, err := renderDashboard(context.Background(), url.Values{}, "", false, time.Now())
+	status, body, err := renderDashboard(context.Background(), dashboardRanges[1], "model", "", false, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,7 +77,7 @@ func BenchmarkDashboard(b *testing.B) {
 	b.Cleanup(RegisterQuerier(canned, true))
 	b.ReportAllocs()
 	for b.Loop() {
-		status, body, err := renderDashboard(context.Background(), url.Values{"range": {rng.Name}}, "", false, now)
+		status, body, err := renderDashboard(context.Background(), rng, "model", "", false, now)
 		if err != nil || status != http.StatusOK || len(body) == 0 {
 			b.Fatalf("status %d, %v", status, err)
 		}
@@ -100,7 +99,7 @@ func FuzzDashboardRows(f *testing.F) {
 		q := &cannedQuerier{rows: map[Query][]Row{}}
 		q.all = []Row{row, row}
 		t.Cleanup(RegisterQuerier(q, true))
-		status, body, err := renderDashboard(context.Background(), url.Values{"range": {"1h"}}, "", true, now)
+		status, body, err := renderDashboard(context.Background(), dashboardRanges[0], "user", "", true, now)
 		if err != nil || status != http.StatusOK {
 			t.Fatalf("status %d, %v", status, err)
 		}
