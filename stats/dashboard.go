@@ -213,9 +213,8 @@ type page struct {
 	CSS    template.CSS
 	Ranges []choice
 	Splits []choice
-	// Range is the chosen range's name and RangeLabel its words; By is
-	// the chosen split.
-	Range, RangeLabel, By string
+	// RangeLabel is the chosen range in words; By is the chosen split.
+	RangeLabel, By string
 	// Notice explains an empty or failed page.
 	Notice string
 	// Source is the module that answered, e.g. llm.stats.memory.
@@ -281,7 +280,6 @@ func renderDashboard(ctx context.Context, rng dashboardRange, by, title string, 
 	p := &page{
 		Title:      cmp.Or(title, "LLM gateway"),
 		CSS:        template.CSS(pageCSS),
-		Range:      rng.Name,
 		RangeLabel: rng.Label,
 		By:         by,
 		Generated:  now.UTC().Format("2006-01-02 15:04:05 UTC"),
