@@ -480,7 +480,7 @@ func table(rows []Row, name func(string) string, limit int) []tableRow {
 }
 
 // seriesSet maps bucketed rows to chart series: the busiest groups each get
-// a series and a color, the rest share one "other" series.
+// a series and a color, the rest share one "all others" series.
 type seriesSet struct {
 	rows  []Row
 	axis  timeAxis
@@ -503,7 +503,7 @@ func newSeriesSet(rows []Row, axis timeAxis, name func(string) string) *seriesSe
 	s := &seriesSet{rows: rows, axis: axis, index: map[string]int{}}
 	for i, g := range groups {
 		if i == len(palette) && len(groups) > len(palette) {
-			s.names = append(s.names, "other")
+			s.names = append(s.names, "all others")
 		}
 		s.index[g] = min(i, len(palette))
 		if i < len(palette) {
