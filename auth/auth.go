@@ -26,15 +26,34 @@ func init() {
 	caddy.RegisterModule(Handler{})
 }
 
-// Authenticator finds who a client key belongs to. It returns (nil, nil) for a key
-// it does not know, so that the next authenticator can try; an error means it could
-// not tell (a store is down) and fails the request.
+// Authenticator finds who a client key belongs to. It answers one of:
+//
+//   - an Identity: the key is its and good;
+//   - (nil, nil): not its key, so the next authenticator is asked;
+//   - a *Refusal: its key, but refused now (expired, disabled, revoked); the
+//     client gets 401 with the refusal's code and reason, and no other
+//     authenticator is asked;
+//   - any other error: it could not tell (its store is unreachable). The
+//     other authenticators are still asked, so that their keys keep
+//     working; only a key none of them accepts gets 503.
 //
 // The returned Identity may be shared between requests: callers must not
 // modify it. Implementations are modules in the llm.auth namespace.
 type Authenticator interface {
 	Authenticate(ctx context.Context, key string) (*llm.Identity, error)
 }
+
+// Refusal is the error an Authenticator returns for a key it knows but does
+// not accept now. Its Code and Reason reach the client, so the Reason must
+// name the key by its public id only.
+type Refusal struct {
+	// Code is the error code the client gets, e.g. "api_key_expired".
+	Code string
+	// Reason is the message the client gets, saying what to do about it.
+	Reason string
+}
+
+func (r *Refusal) Error() string { return r.Reason }
 
 // Handler authenticates LLM API clients by their API key and checks that the
 // key may use the model the request names.
@@ -48,10 +67,17 @@ type Authenticator interface {
 //
 //   - 401 `missing_api_key`: no key was sent;
 //   - 401 `invalid_api_key`: no authenticator knows the key;
-//   - 503 `auth_unavailable`: an authenticator could not check the key;
+//   - 401 with the authenticator's code (`api_key_expired`,
+//     `api_key_disabled`, `api_key_revoked`): the key is known but refused;
+//   - 503 `auth_unavailable`: an authenticator could not check the key (its
+//     store is down) and no other accepted it;
 //   - 403 `model_not_allowed`: the key's model scope excludes the model;
 //   - 400 / 413: the body could not be read to check the scope (only for
 //     keys with a model scope; other keys never make the handler read the body).
+//   - 429 `rate_limit_exceeded` / `insufficient_quota`: over one of the key's
+//     limits, or a budget it shares (see LimitSettings);
+//   - 503 `limits_unavailable`: the limits store cannot answer and
+//     on_store_error says fail_closed for one of the key's limits.
 //
 // After a successful authentication, the placeholders `{llm.user}` and
 // `{llm.key_id}` hold the key's user and public key id, and the access log
@@ -64,6 +90,9 @@ type Handler struct {
 	// The largest request body, in bytes, read when the handler must check a
 	// key's model scope. Default: 32 MiB.
 	MaxBodySize int64 `json:"max_body_size,omitempty"`
+
+	// How the keys' limits are enforced, and budgets shared by users and teams.
+	LimitSettings
 
 	authenticators []Authenticator
 	logger         *zap.Logger
@@ -99,7 +128,7 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 	if h.MaxBodySize == 0 {
 		h.MaxBodySize = llm.DefaultMaxBodySize
 	}
-	return nil
+	return h.provisionLimits(ctx)
 }
 
 // Validate checks the handler's settings.
@@ -107,7 +136,7 @@ func (h *Handler) Validate() error {
 	if h.MaxBodySize < 0 {
 		return fmt.Errorf("max_body_size must not be negative, got %d", h.MaxBodySize)
 	}
-	return nil
+	return h.validateLimits()
 }
 
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyhttp.Handler) error {
@@ -122,6 +151,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	id, err := h.authenticate(r.Context(), key)
+	var refusal *Refusal
+	if errors.As(err, &refusal) {
+		unauthorized(w, r, refusal.Code, refusal.Reason)
+		return nil
+	}
 	if err != nil {
 		// The cause goes to the log only: it may name hosts and stores the
 		// client has no business knowing, and its text may echo the key.
@@ -160,21 +194,30 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 		}
 	}
 
-	return next.ServeHTTP(w, r)
+	return h.serveLimited(w, r, id, next)
 }
 
-// authenticate asks each authenticator in turn until one knows the key.
+// authenticate asks the authenticators in order. The first that knows the
+// key decides, with an identity or a refusal. One that cannot tell is
+// passed over, so that an outage of its store leaves the others' keys
+// working; its error is the answer only when no other accepts the key.
 func (h *Handler) authenticate(ctx context.Context, key string) (*llm.Identity, error) {
+	var unavailable error
 	for _, a := range h.authenticators {
 		id, err := a.Authenticate(ctx, key)
-		if err != nil {
-			return nil, fmt.Errorf("authenticator %s: %w", caddy.GetModuleName(a), err)
-		}
-		if id != nil {
+		var refusal *Refusal
+		switch {
+		case errors.As(err, &refusal):
+			return nil, refusal
+		case err != nil:
+			if unavailable == nil {
+				unavailable = fmt.Errorf("authenticator %s: %w", caddy.GetModuleName(a), err)
+			}
+		case id != nil:
 			return id, nil
 		}
 	}
-	return nil, nil
+	return nil, unavailable
 }
 
 // clientKey returns the key the client sent, or "" if none. A non-Bearer
@@ -220,6 +263,10 @@ func ParseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //
 //	llm_auth [<matcher>] {
 //	    max_body_size <size>
+//	    limits <store> [<args...>]
+//	    on_store_error [rate|quota|budget...] fail_open|fail_closed
+//	    budget user|team <name>|* <usd> [daily|weekly|monthly]
+//	    default_max_tokens <tokens>
 //	    <authenticator> [<args...>] [{
 //	        ...
 //	    }]
@@ -242,6 +289,11 @@ func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 			}
 			h.MaxBodySize = size
 		default:
+			if ok, err := h.unmarshalLimitSetting(d); err != nil {
+				return err
+			} else if ok {
+				continue
+			}
 			mod, raw, err := directive.Guest(d, "llm_auth", "llm.auth", "source", "authenticator")
 			if err != nil {
 				return err

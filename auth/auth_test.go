@@ -2,6 +2,7 @@ package auth
 
 import (
 	"context"
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -9,6 +10,8 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -73,7 +76,11 @@ func (f *fakeAuth) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 // passwordHash is the SHA-256 digest of "password".
 const passwordHash = "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8"
 
-const teamConfig = `{"authenticators": [{"source": "static", "keys": [
+// testIDSecret is the id_secret of the test configs, so that they know
+// the default ids.
+const testIDSecret = "test-id-secret"
+
+const teamConfig = `{"authenticators": [{"source": "static", "id_secret": "` + testIDSecret + `", "keys": [
 	{"key": "sk-alice", "user": "alice"},
 	{"key": "sk-bob", "id": "bob-key", "user": "bob", "models": ["gpt-4o-mini", "text-embedding-*"]},
 	{"key": "sha256:` + passwordHash + `", "id": "ops-key", "user": "ops"}
@@ -82,6 +89,14 @@ const teamConfig = `{"authenticators": [{"source": "static", "keys": [
 func hashKey(key string) string {
 	sum := sha256.Sum256([]byte(key))
 	return hex.EncodeToString(sum[:])
+}
+
+// defaultID is the id a static key without one gets, with the id secret.
+func defaultID(secret, key string) string {
+	sum := sha256.Sum256([]byte(key))
+	mac := hmac.New(sha256.New, []byte(secret))
+	mac.Write(sum[:])
+	return "key-" + hex.EncodeToString(mac.Sum(nil))[:12]
 }
 
 func loadHandler(t testing.TB, config string) (*Handler, error) {
@@ -256,7 +271,7 @@ func extraLogFields(t *testing.T, r *http.Request) map[string]string {
 func TestIdentityReachesNext(t *testing.T) {
 	h := mustLoad(t, teamConfig)
 	for _, tc := range []struct{ key, user, keyID string }{
-		{"sk-alice", "alice", "key-" + hashKey("sk-alice")[:12]},
+		{"sk-alice", "alice", defaultID(testIDSecret, "sk-alice")},
 		{"sk-bob", "bob", "bob-key"},
 		{"password", "ops", "ops-key"},
 	} {
@@ -360,15 +375,52 @@ func TestScopedKeyWithoutBody(t *testing.T) {
 func TestHashedKeyDefaultID(t *testing.T) {
 	var ids []string
 	for _, key := range []string{"sk-carol", "sha256:" + hashKey("sk-carol"), "sha256:" + strings.ToUpper(hashKey("sk-carol"))} {
-		h := mustLoad(t, `{"authenticators": [{"source": "static", "keys": [{"key": "`+key+`"}]}]}`)
+		h := mustLoad(t, `{"authenticators": [{"source": "static", "id_secret": "`+testIDSecret+`", "keys": [{"key": "`+key+`"}]}]}`)
 		serve(t, h, withKey(chat("m"), "sk-carol"), func(w http.ResponseWriter, r *http.Request) error {
 			ids = append(ids, llm.CallFrom(r).Identity.KeyID)
 			return nil
 		})
 	}
-	want := "key-" + hashKey("sk-carol")[:12]
+	want := defaultID(testIDSecret, "sk-carol")
 	if len(ids) != 3 || ids[0] != want || ids[1] != want || ids[2] != want {
 		t.Errorf("key ids = %v, want %s for the plain and hashed forms", ids, want)
+	}
+}
+
+// Without id_secret, default ids are keyed with a secret of the
+// installation: stable across restarts, different on another installation,
+// and never the bare SHA-256 prefix a log reader could check a guess with.
+func TestDefaultIDSecret(t *testing.T) {
+	idOf := func() string {
+		h := mustLoad(t, `{"authenticators": [{"source": "static", "keys": [{"key": "sk-carol"}]}]}`)
+		return h.authenticators[0].(*Static).entries[0].identity.KeyID
+	}
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	first := idOf()
+	if again := idOf(); again != first {
+		t.Errorf("the id changed on reload: %s, then %s", first, again)
+	}
+	if first == "key-"+hashKey("sk-carol")[:12] {
+		t.Errorf("the id %s is the key's bare SHA-256 prefix", first)
+	}
+	path := filepath.Join(caddy.AppDataDir(), "llmoneapi", "key-id-secret")
+	info, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Mode().Perm()&0o077 != 0 {
+		t.Errorf("%s has mode %v; others must not read it", path, info.Mode())
+	}
+	secret, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := defaultID(string(secret), "sk-carol"); first != want {
+		t.Errorf("id %s, want %s from the installation secret", first, want)
+	}
+	t.Setenv("XDG_DATA_HOME", t.TempDir())
+	if other := idOf(); other == first {
+		t.Errorf("another installation got the same id %s", other)
 	}
 }
 
@@ -416,7 +468,7 @@ func TestAuthenticatorError(t *testing.T) {
 func TestConfigErrors(t *testing.T) {
 	t.Setenv("LLMONEAPI_TEST_EMPTY", "")
 	static := func(keys string) string {
-		return `{"authenticators": [{"source": "static", "keys": [` + keys + `]}]}`
+		return `{"authenticators": [{"source": "static", "id_secret": "` + testIDSecret + `", "keys": [` + keys + `]}]}`
 	}
 	for _, tc := range []struct {
 		name, config string
@@ -434,8 +486,10 @@ func TestConfigErrors(t *testing.T) {
 			[]string{"static key #2 (id 'second') is the same key as static key #1 (id 'first')"}},
 		{"duplicate id", static(`{"key": "sk-a", "id": "team"}, {"key": "sk-b", "id": "team"}`),
 			[]string{"static key #2", "id 'team' is already used by key #1"}},
-		{"duplicate default id", static(`{"key": "sk-a"}, {"key": "sk-b", "id": "key-` + hashKey("sk-a")[:12] + `"}`),
+		{"duplicate default id", static(`{"key": "sk-a"}, {"key": "sk-b", "id": "` + defaultID(testIDSecret, "sk-a") + `"}`),
 			[]string{"static key #2", "already used by key #1"}},
+		{"empty id_secret", `{"authenticators": [{"source": "static", "id_secret": "{env.LLMONEAPI_TEST_EMPTY}", "keys": [{"key": "sk-a"}]}]}`,
+			[]string{"id_secret is empty", "environment variable"}},
 		{"bad glob", static(`{"key": "sk-a", "id": "a", "models": ["gpt-[4"]}`), []string{"static key #1 (id 'a')", "bad model pattern 'gpt-[4'"}},
 		{"empty model", static(`{"key": "sk-a", "models": [""]}`), []string{"static key #1", "empty model pattern"}},
 	} {

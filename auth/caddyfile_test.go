@@ -147,6 +147,22 @@ func TestCaddyfileErrors(t *testing.T) {
 	}
 }
 
+func TestCaddyfileIDSecret(t *testing.T) {
+	h, err := adapt(t, "llm_auth {\nstatic {\nid_secret {env.KEY_ID_SECRET}\nkey k\n}\n}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sameJSON(t, caddyconfig.JSON(h, nil), []byte(`{"authenticators": [{"source": "static", "id_secret": "{env.KEY_ID_SECRET}", "keys": [{"key": "k"}]}]}`))
+	for src, want := range map[string]string{
+		"llm_auth {\nstatic {\nid_secret\nkey k\n}\n}":               "'id_secret' needs the secret",
+		"llm_auth {\nstatic {\nid_secret sk-one sk-two\nkey k\n}\n}": "'id_secret' takes one argument",
+	} {
+		if _, err := adapt(t, src); err == nil || !strings.Contains(err.Error(), want) || strings.Contains(err.Error(), "sk-") {
+			t.Errorf("%q: error %v, want %q without the secret", src, err, want)
+		}
+	}
+}
+
 func TestCaddyfileRepeatedModels(t *testing.T) {
 	h, err := adapt(t, "llm_auth {\nstatic {\nkey k {\nmodels a b\nmodels c\n}\n}\n}")
 	if err != nil {
@@ -158,11 +174,14 @@ func TestCaddyfileRepeatedModels(t *testing.T) {
 func FuzzUnmarshalCaddyfile(f *testing.F) {
 	for _, seed := range []string{
 		exampleCaddyfile,
+		limitsCaddyfile,
 		"llm_auth",
 		"llm_auth {\nmax_body_size 1KiB\n}",
 		"llm_auth {\nstatic {\nkey k {\nmodels a* b?\n}\n}\n}",
 		"llm_auth {\nstatic {\nkey\n}\n}",
 		"llm_auth {\nfake {\nfail x\n}\n}",
+		"llm_auth {\ndatabase sqlite ./k.db {\ntable t\ncache_ttl 1s\nnegative_cache_ttl 1s\n}\nstatic {\nid_secret s\nkey k\n}\n}",
+		"llm_auth {\ndatabase postgres://u@h/db\n}",
 	} {
 		f.Add(seed)
 	}

@@ -2,11 +2,16 @@ package auth
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/rand"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
@@ -32,6 +37,15 @@ type Static struct {
 	// The keys. Each key, and each key id, may appear only once.
 	Keys []Key `json:"keys,omitempty"`
 
+	// The secret that the default ids of keys are derived from, so that an
+	// id in a log cannot be used to confirm a guessed key. Placeholders such
+	// as {env.KEY_ID_SECRET} are resolved when the config loads. Default: a
+	// random secret made on first use and kept in the file
+	// llmoneapi/key-id-secret of Caddy's data directory, so ids are stable
+	// across restarts of one installation; give every instance of a fleet
+	// the same id_secret (or explicit ids) so that they agree on ids.
+	IDSecret string `json:"id_secret,omitempty"`
+
 	entries []staticEntry
 }
 
@@ -42,10 +56,11 @@ type Key struct {
 	// when the config loads; one that resolves to nothing is an error.
 	Key string `json:"key"`
 
-	// A public identifier of the key, for logs, statistics and the
-	// {llm.key_id} placeholder. Default: "key-" followed by the first 12 hex
-	// digits of the key's SHA-256 digest, which is the same whether the key is
-	// written in plain text or hashed.
+	// A public identifier of the key, for logs, statistics, limits and the
+	// {llm.key_id} placeholder. Default: "key-" followed by 12 hex digits of
+	// the HMAC-SHA-256, keyed with the authenticator's id_secret, of the
+	// key's SHA-256 digest: the same whether the key is written in plain
+	// text or hashed, and of no use to confirm a guess without the secret.
 	ID string `json:"id,omitempty"`
 
 	// The user or team the key belongs to, for the {llm.user} placeholder,
@@ -56,6 +71,13 @@ type Key struct {
 	// any run of characters ("gpt-4o*", "meta-llama/*"), '?' one character
 	// and '[...]' one character of a class. Default: every model.
 	Models llm.Scope `json:"models,omitempty"`
+
+	// The team the key belongs to, for budgets shared by a team's keys.
+	Team string `json:"team,omitempty"`
+
+	// The key's rate limits, token quota and spend budget (see
+	// LimitSettings for how they are counted). Zero fields set no limit.
+	Limits llm.Limits `json:"limits,omitzero"`
 }
 
 type staticEntry struct {
@@ -78,6 +100,7 @@ func (s *Static) Provision(caddy.Context) error {
 		return errors.New("static authenticator has no keys; add at least one 'key'")
 	}
 	repl := caddy.NewReplacer()
+	var idKey []byte
 	s.entries = make([]staticEntry, 0, len(s.Keys))
 	keyAt := make(map[[sha256.Size]byte]int, len(s.Keys))
 	idAt := make(map[string]int, len(s.Keys))
@@ -88,7 +111,14 @@ func (s *Static) Provision(caddy.Context) error {
 		}
 		id := k.ID
 		if id == "" {
-			id = "key-" + hex.EncodeToString(digest[:6])
+			if idKey == nil {
+				if idKey, err = s.idKey(repl); err != nil {
+					return err
+				}
+			}
+			mac := hmac.New(sha256.New, idKey)
+			mac.Write(digest[:])
+			id = "key-" + hex.EncodeToString(mac.Sum(nil)[:6])
 		}
 		if j, dup := keyAt[digest]; dup {
 			return fmt.Errorf("%s is the same key as %s; write each key once", keyLabel(i, id), keyLabel(j, s.entries[j].identity.KeyID))
@@ -99,13 +129,66 @@ func (s *Static) Provision(caddy.Context) error {
 		if err := k.Models.Validate(); err != nil {
 			return fmt.Errorf("%s: %w", keyLabel(i, id), err)
 		}
+		if err := checkLimits(k.Limits); err != nil {
+			return fmt.Errorf("%s: %w", keyLabel(i, id), err)
+		}
 		keyAt[digest], idAt[id] = i, i
 		s.entries = append(s.entries, staticEntry{
 			digest:   digest,
-			identity: &llm.Identity{User: k.User, KeyID: id, Models: k.Models},
+			identity: &llm.Identity{User: k.User, Team: k.Team, KeyID: id, Models: k.Models, Limits: k.Limits},
 		})
 	}
 	return nil
+}
+
+// idKey returns the HMAC key of default key ids: id_secret, or the
+// installation's secret.
+func (s *Static) idKey(repl *caddy.Replacer) ([]byte, error) {
+	if s.IDSecret != "" {
+		secret := repl.ReplaceAll(s.IDSecret, "")
+		if secret == "" {
+			return nil, errors.New("static authenticator: id_secret is empty (is its environment variable set?)")
+		}
+		return []byte(secret), nil
+	}
+	return installationSecret()
+}
+
+// installationSecret returns the random secret of this installation, kept
+// in Caddy's data directory, making it on first use. It is written to a
+// temporary file and linked into place, so that instances starting together
+// agree on one secret and none reads a half-written file.
+func installationSecret() ([]byte, error) {
+	dir := filepath.Join(caddy.AppDataDir(), "llmoneapi")
+	path := filepath.Join(dir, "key-id-secret")
+	secret, err := os.ReadFile(path)
+	if err == nil && len(secret) > 0 {
+		return secret, nil
+	}
+	if !errors.Is(err, fs.ErrNotExist) && err != nil {
+		return nil, fmt.Errorf("static authenticator: reading the key id secret: %w", err)
+	}
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("static authenticator: making the key id secret: %w", err)
+	}
+	tmp, err := os.CreateTemp(dir, "key-id-secret-*")
+	if err != nil {
+		return nil, fmt.Errorf("static authenticator: making the key id secret: %w", err)
+	}
+	defer os.Remove(tmp.Name())
+	_, err = tmp.WriteString(rand.Text() + rand.Text() + "\n")
+	if cerr := tmp.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		if err = os.Link(tmp.Name(), path); errors.Is(err, fs.ErrExist) {
+			err = nil // another instance was first: use its secret
+		}
+	}
+	if err != nil {
+		return nil, fmt.Errorf("static authenticator: making the key id secret: %w", err)
+	}
+	return os.ReadFile(path)
 }
 
 // keyDigest returns the SHA-256 digest of a key written in plain text or as
@@ -156,20 +239,39 @@ func (s *Static) Authenticate(_ context.Context, key string) (*llm.Identity, err
 // UnmarshalCaddyfile sets up the authenticator from Caddyfile tokens. Syntax:
 //
 //	static {
+//	    id_secret <secret>
 //	    key <key> [{
 //	        id     <id>
 //	        user   <user>
+//	        team   <team>
 //	        models <pattern...>
+//	        rpm            <requests per minute>
+//	        tpm            <tokens per minute>
+//	        max_concurrent <requests>
+//	        quota          <tokens> [daily|weekly|monthly]
+//	        budget         <usd>    [daily|weekly|monthly]
 //	    }]
 //	}
 //
-// The key subdirective is repeated for each key.
+// The key subdirective is repeated for each key; id_secret is the HMAC key
+// of the default key ids.
 func (s *Static) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // consume module name
 	if d.NextArg() {
 		return d.ArgErr()
 	}
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		if d.Val() == "id_secret" {
+			// Not d.AllArgs' error: it would quote the secret.
+			if !d.NextArg() || d.Val() == "" {
+				return d.Err("'id_secret' needs the secret as its argument")
+			}
+			s.IDSecret = d.Val()
+			if d.NextArg() {
+				return d.Err("'id_secret' takes one argument")
+			}
+			continue
+		}
 		if d.Val() != "key" {
 			return d.Errf("unrecognized static subdirective '%s'", d.Val())
 		}
@@ -192,6 +294,10 @@ func (s *Static) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				if !d.AllArgs(&k.User) {
 					return d.ArgErr()
 				}
+			case "team":
+				if !d.AllArgs(&k.Team) {
+					return d.ArgErr()
+				}
 			case "models":
 				models := d.RemainingArgs()
 				if len(models) == 0 {
@@ -199,7 +305,11 @@ func (s *Static) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 				}
 				k.Models = append(k.Models, models...)
 			default:
-				return d.Errf("unrecognized static key subdirective '%s'", d.Val())
+				if ok, err := parseLimit(d, &k.Limits); err != nil {
+					return err
+				} else if !ok {
+					return d.Errf("unrecognized static key subdirective '%s'", d.Val())
+				}
 			}
 		}
 		s.Keys = append(s.Keys, k)

@@ -53,6 +53,7 @@ type Gateway struct {
 	t       *testing.T
 	ports   map[string]int
 	globals string
+	tmp     string
 	expand  *strings.Replacer
 }
 
@@ -90,6 +91,7 @@ func Start(t *testing.T, fake *fakellm.Server, site string) *Gateway {
 	g.URL = "http://127.0.0.1:" + strconv.Itoa(g.ports["PORT"])
 	g.AdminURL = "http://127.0.0.1:" + strconv.Itoa(g.ports["ADMIN"])
 	tmp := t.TempDir()
+	g.tmp = tmp
 	g.globals = `{
 	admin 127.0.0.1:` + strconv.Itoa(g.ports["ADMIN"]) + `
 	persist_config off

@@ -1,0 +1,203 @@
+package auth_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/llmoneapi/llmoneapi/auth"
+	"github.com/llmoneapi/llmoneapi/internal/llmtest"
+)
+
+// stores returns a fresh store of each built-in kind; the Redis one counts
+// under a prefix of its own, removed after the test.
+func stores(t testing.TB) map[string]auth.Counters {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	mem := new(auth.MemoryCounters)
+	if err := mem.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = mem.Cleanup() })
+	prefix := fmt.Sprintf("llmtest:limits:%s:%d:", t.Name(), time.Now().UnixNano())
+	rc := &auth.RedisCounters{URL: llmtest.RedisURL, Prefix: prefix}
+	if err := rc.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = rc.Cleanup()
+		llmtest.ClearRedis(t, llmtest.RedisURL, prefix)
+	})
+	return map[string]auth.Counters{"memory": mem, "redis": rc}
+}
+
+// unique makes counter names of one test distinct from another's in the
+// shared memory store.
+func unique(t testing.TB, name string) string { return t.Name() + ":" + name }
+
+// settled waits for Give's ops to land (Redis applies them off the caller's
+// path) by polling a read-only Take.
+func settled(t *testing.T, c auth.Counters, op auth.Op, want int64) {
+	t.Helper()
+	op.Add, op.Limit = 0, 0
+	deadline := time.Now().Add(2 * time.Second)
+	for {
+		v := []int64{0}
+		if _, err := c.Take(context.Background(), time.Now(), []auth.Op{op}, v); err != nil {
+			t.Fatal(err)
+		}
+		if v[0] == want {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%s is %d, want %d", op.Name, v[0], want)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestCountersTakeIsAllOrNothing(t *testing.T) {
+	for name, c := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx, now := context.Background(), time.Now()
+			exp := now.Add(time.Minute)
+			a := auth.Op{Name: unique(t, "a"), Add: 3, Limit: 5, Expires: exp}
+			b := auth.Op{Name: unique(t, "b"), Add: 2, Limit: 2, Expires: exp}
+			v := make([]int64, 2)
+			ok, err := c.Take(ctx, now, []auth.Op{a, b}, v)
+			if err != nil || !ok || v[0] != 3 || v[1] != 2 {
+				t.Fatalf("first take: ok=%v values=%v err=%v, want applied [3 2]", ok, v, err)
+			}
+			// a would fit (3+1 <= 5), b would not (2+1 > 2): neither changes.
+			a.Add, b.Add = 1, 1
+			ok, err = c.Take(ctx, now, []auth.Op{a, b}, v)
+			if err != nil || ok || v[0] != 3 || v[1] != 2 {
+				t.Fatalf("second take: ok=%v values=%v err=%v, want refused at [3 2]", ok, v, err)
+			}
+			// Give ignores limits and never goes below 0.
+			c.Give(now, []auth.Op{{Name: a.Name, Add: -10, Expires: exp}, {Name: b.Name, Add: 4, Expires: exp}})
+			settled(t, c, a, 0)
+			settled(t, c, b, 6)
+		})
+	}
+}
+
+func TestCountersSlots(t *testing.T) {
+	for name, c := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx, now := context.Background(), time.Now()
+			slot := func(id string, lease time.Duration) auth.Op {
+				return auth.Op{Name: unique(t, "slots"), Add: 1, Limit: 2, Expires: now.Add(lease), Slot: id}
+			}
+			v := []int64{0}
+			for _, id := range []string{"r1", "r2"} {
+				if ok, err := c.Take(ctx, now, []auth.Op{slot(id, time.Minute)}, v); err != nil || !ok {
+					t.Fatalf("taking %s: ok=%v err=%v", id, ok, err)
+				}
+			}
+			if ok, _ := c.Take(ctx, now, []auth.Op{slot("r3", time.Minute)}, v); ok || v[0] != 2 {
+				t.Fatalf("third slot: ok=%v held=%d, want refused with 2 held", ok, v[0])
+			}
+			release := slot("r1", time.Minute)
+			release.Add = -1
+			c.Give(now, []auth.Op{release})
+			settled(t, c, slot("probe", time.Minute), 1)
+			// A slot whose lease ended no longer counts: a crashed holder
+			// frees its slot by itself.
+			later := now.Add(2 * time.Minute)
+			if ok, err := c.Take(ctx, later, []auth.Op{{Name: unique(t, "slots"), Add: 1, Limit: 1, Expires: later.Add(time.Minute), Slot: "r4"}}, v); err != nil || !ok || v[0] != 1 {
+				t.Fatalf("after the leases ended: ok=%v held=%d err=%v, want 1 held", ok, v[0], err)
+			}
+		})
+	}
+}
+
+func TestCountersForgetEndedWindows(t *testing.T) {
+	for name, c := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			ctx := context.Background()
+			now := time.Now()
+			op := auth.Op{Name: unique(t, "w"), Add: 5, Limit: 5, Expires: now.Add(300 * time.Millisecond)}
+			v := []int64{0}
+			if ok, err := c.Take(ctx, now, []auth.Op{op}, v); err != nil || !ok {
+				t.Fatalf("take: ok=%v err=%v", ok, err)
+			}
+			time.Sleep(400 * time.Millisecond)
+			after := time.Now()
+			// A settlement for an ended window is dropped, not applied to a
+			// fresh counter.
+			c.Give(after, []auth.Op{{Name: op.Name, Add: 7, Expires: op.Expires}})
+			op.Add, op.Expires = 5, after.Add(time.Minute)
+			if ok, err := c.Take(ctx, after, []auth.Op{op}, v); err != nil || !ok || v[0] != 5 {
+				t.Fatalf("take in the new window: ok=%v value=%d err=%v, want applied at 5", ok, v[0], err)
+			}
+		})
+	}
+}
+
+// TestCountersConcurrentTakes: the check is atomic, so many goroutines at
+// once get exactly the limit.
+func TestCountersConcurrentTakes(t *testing.T) {
+	for name, c := range stores(t) {
+		t.Run(name, func(t *testing.T) {
+			op := auth.Op{Name: unique(t, "c"), Add: 1, Limit: 25, Expires: time.Now().Add(time.Minute)}
+			var wg sync.WaitGroup
+			var mu sync.Mutex
+			granted := 0
+			for range 100 {
+				wg.Go(func() {
+					v := []int64{0}
+					ok, err := c.Take(context.Background(), time.Now(), []auth.Op{op}, v)
+					if err != nil {
+						t.Error(err)
+					}
+					if ok {
+						mu.Lock()
+						granted++
+						mu.Unlock()
+					}
+				})
+			}
+			wg.Wait()
+			if granted != 25 {
+				t.Fatalf("%d takes granted, want exactly 25", granted)
+			}
+		})
+	}
+}
+
+// BenchmarkLimitCheck is the check up front of a key with rpm,
+// max_concurrent and tpm: one Take of three counters and the Give that
+// frees the slot.
+func BenchmarkLimitCheck(b *testing.B) {
+	for _, name := range []string{"memory", "redis"} {
+		b.Run(name, func(b *testing.B) {
+			c := stores(b)[name]
+			ctx := context.Background()
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				now := time.Now()
+				start := now.Truncate(time.Minute)
+				ops := []auth.Op{
+					{Name: "key:bench:rpm:" + strconv.FormatInt(start.Unix(), 10), Add: 1, Limit: 1 << 40, Expires: start.Add(time.Minute)},
+					{Name: "key:bench:concurrent", Add: 1, Limit: 1 << 40, Expires: now.Add(time.Hour), Slot: strconv.Itoa(i)},
+					{Name: "key:bench:tpm:" + strconv.FormatInt(start.Unix(), 10), Limit: 1 << 40, Expires: start.Add(time.Minute)},
+				}
+				v := make([]int64, len(ops))
+				if ok, err := c.Take(ctx, now, ops, v); err != nil || !ok {
+					b.Fatalf("ok=%v err=%v", ok, err)
+				}
+				ops[1].Add = -1
+				c.Give(now, ops[1:2])
+				i++
+			}
+		})
+	}
+}

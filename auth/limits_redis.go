@@ -1,0 +1,426 @@
+package auth
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/llmoneapi/llmoneapi/internal/redisdb"
+)
+
+func init() {
+	caddy.RegisterModule(RedisCounters{})
+}
+
+// RedisCounters keeps the limit counters in Redis, shared by every instance
+// that names the same server and prefix, so that a fleet holds one set of
+// limits. Each limit check is one Lua script run (one round trip, atomic:
+// every counter of the check is tested and changed together, never read and
+// then written). Settlements and slot releases after a response are queued
+// and sent in batches, off the request's path, and retried while Redis is
+// unreachable (as long as their window lasts).
+//
+// When Redis does not answer within Timeout, the check fails and llm_auth
+// applies on_store_error; for the next second checks fail at once instead
+// of waiting, then Redis is tried again, so the gateway recovers by itself
+// when Redis is back. The counters are in Redis, so config reloads and
+// restarts keep them. A single Redis server (or a primary) is expected:
+// one check touches several keys, which Redis Cluster would spread over
+// slots.
+type RedisCounters struct {
+	// The Redis server: redis://[[user]:password@]host:port/db, or rediss://
+	// for TLS. Placeholders such as {env.REDIS_URL} are resolved when the
+	// config loads. go-redis options may be added as query parameters
+	// (?dial_timeout=1s&max_retries=0).
+	URL string `json:"url"`
+
+	// The prefix of every counter's Redis key, so that several gateways
+	// (or tests) can share a server. Default: "llm:limits:".
+	Prefix string `json:"prefix,omitempty"`
+
+	// How long a limit check waits for Redis before on_store_error applies.
+	// Default: 250ms.
+	Timeout caddy.Duration `json:"timeout,omitempty"`
+
+	shared *redisShared
+	key    string
+	logger *zap.Logger
+}
+
+// CaddyModule returns the Caddy module information.
+func (RedisCounters) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "llm.auth.limits.redis",
+		New: func() caddy.Module { return new(RedisCounters) },
+	}
+}
+
+const (
+	defaultRedisPrefix  = "llm:limits:"
+	defaultRedisTimeout = 250 * time.Millisecond
+	// redisRetryEvery is how long checks fail at once after Redis failed
+	// one, and how often the settlement queue retries.
+	redisRetryEvery = time.Second
+	// redisQueue bounds the settlements waiting for Redis, in calls.
+	redisQueue = 16384
+	// redisBatch is the most calls' settlements sent in one script run.
+	redisBatch = 64
+	// flushTimeout bounds a settlement run, and the flush of the queue
+	// when the last config using it is unloaded.
+	flushTimeout = 2 * time.Second
+)
+
+// redisPool holds one redisShared per server and prefix, so that reloads
+// keep the settlement queue and its worker.
+var redisPool = caddy.NewUsagePool()
+
+// Provision connects (lazily) to Redis.
+func (rc *RedisCounters) Provision(ctx caddy.Context) error {
+	rc.logger = ctx.Logger()
+	url := caddy.NewReplacer().ReplaceAll(rc.URL, "")
+	if url == "" {
+		return errors.New("limits redis needs the server's URL, e.g. redis://127.0.0.1:6379/0")
+	}
+	if rc.Prefix == "" {
+		rc.Prefix = defaultRedisPrefix
+	}
+	if rc.Timeout == 0 {
+		rc.Timeout = caddy.Duration(defaultRedisTimeout)
+	}
+	rc.key = url + "\x00" + rc.Prefix
+	v, _, err := redisPool.LoadOrNew(rc.key, func() (caddy.Destructor, error) {
+		client, err := redisdb.Acquire(url)
+		if err != nil {
+			return nil, err
+		}
+		s := &redisShared{client: client, url: url, prefix: rc.Prefix, logger: rc.logger,
+			queue: make(chan []Op, redisQueue), stop: make(chan struct{}), done: make(chan struct{})}
+		go s.giveLoop()
+		return s, nil
+	})
+	if err != nil {
+		return fmt.Errorf("limits redis: %w", err)
+	}
+	rc.shared = v.(*redisShared)
+	return nil
+}
+
+// Validate checks the settings.
+func (rc *RedisCounters) Validate() error {
+	if rc.Timeout < 0 {
+		return fmt.Errorf("limits redis: timeout must not be negative, got %v", time.Duration(rc.Timeout))
+	}
+	return nil
+}
+
+// Cleanup lets go of the shared client and queue; the last config using
+// them flushes the queue and closes the connection.
+func (rc *RedisCounters) Cleanup() error {
+	if rc.shared != nil {
+		_, _ = redisPool.Delete(rc.key)
+	}
+	return nil
+}
+
+// Take implements Counters with one script run.
+func (rc *RedisCounters) Take(ctx context.Context, now time.Time, ops []Op, values []int64) (bool, error) {
+	s := rc.shared
+	if until := s.downUntil.Load(); now.UnixNano() < until {
+		return false, fmt.Errorf("%w: redis %s failed a moment ago; trying again in %v",
+			ErrStoreUnavailable, redisdb.Redact(s.url), time.Duration(until-now.UnixNano()).Round(time.Millisecond))
+	}
+	keys := make([]string, len(ops))
+	args := make([]any, 1, 1+4*len(ops))
+	args[0] = now.UnixMilli()
+	for i := range ops {
+		op := &ops[i]
+		keys[i] = s.prefix + op.Name
+		args = append(args, op.Add, op.Limit, unixMilli(op.Expires), op.Slot)
+	}
+	tctx, cancel := context.WithTimeout(ctx, time.Duration(rc.Timeout))
+	defer cancel()
+	res, err := takeScript.Run(tctx, s.client, keys, args...).Int64Slice()
+	if err == nil && len(res) != len(ops)+1 {
+		err = fmt.Errorf("the take script answered %d values for %d counters", len(res), len(ops))
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			return false, ctx.Err() // the client went away, not Redis
+		}
+		s.downUntil.Store(time.Now().Add(redisRetryEvery).UnixNano())
+		return false, fmt.Errorf("%w: redis %s: %w", ErrStoreUnavailable, redisdb.Redact(s.url), err)
+	}
+	copy(values, res[1:])
+	return res[0] == 1, nil
+}
+
+// Give implements Counters: the ops join the settlement queue. When the
+// queue is full (Redis has been down a long while) they are dropped and
+// logged.
+func (rc *RedisCounters) Give(_ time.Time, ops []Op) {
+	select {
+	case rc.shared.queue <- ops:
+	default:
+		rc.shared.dropped(len(ops), "the settlement queue is full")
+	}
+}
+
+// UnmarshalCaddyfile sets up the store from Caddyfile tokens. Syntax:
+//
+//	limits redis <url> {
+//	    prefix  <prefix>
+//	    timeout <duration>
+//	}
+func (rc *RedisCounters) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // consume module name
+	if !d.AllArgs(&rc.URL) {
+		return d.Err("'limits redis' takes the server's URL: 'limits redis redis://127.0.0.1:6379/0'")
+	}
+	for nesting := d.Nesting(); d.NextBlock(nesting); {
+		switch d.Val() {
+		case "prefix":
+			if !d.AllArgs(&rc.Prefix) {
+				return d.ArgErr()
+			}
+		case "timeout":
+			var s string
+			if !d.AllArgs(&s) {
+				return d.ArgErr()
+			}
+			t, err := caddy.ParseDuration(s)
+			if err != nil || t <= 0 {
+				return d.Errf("limits redis timeout: '%s' is not a positive duration", s)
+			}
+			rc.Timeout = caddy.Duration(t)
+		default:
+			return d.Errf("unrecognized limits redis subdirective '%s'", d.Val())
+		}
+	}
+	return nil
+}
+
+// redisShared is the client and settlement queue of one server and prefix.
+type redisShared struct {
+	client    *redis.Client
+	url       string
+	prefix    string
+	logger    *zap.Logger
+	downUntil atomic.Int64 // unix ns until which checks fail at once
+
+	queue     chan []Op
+	stop      chan struct{}
+	done      chan struct{}
+	dropMu    sync.Mutex
+	lastDrop  time.Time
+	dropCount int
+}
+
+// Destruct flushes what it can of the queue, for at most flushTimeout, and
+// closes the client.
+func (s *redisShared) Destruct() error {
+	close(s.stop)
+	<-s.done
+	redisdb.Release(s.url)
+	return nil
+}
+
+// giveLoop sends queued settlements in batches, one script run each,
+// retrying a failed batch every redisRetryEvery. Once stopped it flushes
+// what is queued, for at most flushTimeout.
+func (s *redisShared) giveLoop() {
+	defer close(s.done)
+	var pending [][]Op
+	stop := s.stop
+	var flushBy time.Time
+	for {
+		if len(pending) == 0 {
+			select {
+			case b := <-s.queue:
+				pending = append(pending, b)
+			case <-stop:
+				stop, flushBy = nil, time.Now().Add(flushTimeout)
+				continue
+			default:
+				if stop == nil {
+					return // stopped and flushed
+				}
+				select {
+				case b := <-s.queue:
+					pending = append(pending, b)
+				case <-stop:
+					stop, flushBy = nil, time.Now().Add(flushTimeout)
+					continue
+				}
+			}
+		}
+	drain:
+		for len(pending) < redisBatch {
+			select {
+			case b := <-s.queue:
+				pending = append(pending, b)
+			default:
+				break drain
+			}
+		}
+		err := s.give(pending)
+		if err == nil {
+			pending = pending[:0]
+			continue
+		}
+		s.logger.Warn("could not settle limit counters in Redis; retrying",
+			zap.String("redis", redisdb.Redact(s.url)), zap.Int("calls", len(pending)), zap.Error(err))
+		wait := redisRetryEvery
+		if stop == nil {
+			wait = min(wait, time.Until(flushBy))
+		}
+		select {
+		case <-time.After(wait):
+		case <-stop:
+			stop, flushBy = nil, time.Now().Add(flushTimeout)
+		}
+		if stop == nil && !time.Now().Before(flushBy) {
+			n := 0
+			for _, ops := range pending {
+				n += len(ops)
+			}
+			s.dropped(n, "Redis did not answer before the config was unloaded")
+			return
+		}
+		pending = unexpired(pending)
+	}
+}
+
+// give runs the give script over the batches.
+func (s *redisShared) give(batches [][]Op) error {
+	var keys []string
+	args := []any{time.Now().UnixMilli()}
+	for _, ops := range batches {
+		for i := range ops {
+			op := &ops[i]
+			keys = append(keys, s.prefix+op.Name)
+			args = append(args, op.Add, unixMilli(op.Expires), op.Slot)
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
+	defer cancel()
+	return giveScript.Run(ctx, s.client, keys, args...).Err()
+}
+
+// unexpired drops the ops whose window ended while Redis was away.
+func unexpired(batches [][]Op) [][]Op {
+	now := time.Now()
+	out := batches[:0]
+	for _, ops := range batches {
+		kept := ops[:0]
+		for _, op := range ops {
+			if op.Expires.IsZero() || now.Before(op.Expires) {
+				kept = append(kept, op)
+			}
+		}
+		if len(kept) > 0 {
+			out = append(out, kept)
+		}
+	}
+	return out
+}
+
+// dropped logs lost settlements, at most once a minute with a count.
+func (s *redisShared) dropped(n int, why string) {
+	s.dropMu.Lock()
+	defer s.dropMu.Unlock()
+	s.dropCount += n
+	if time.Since(s.lastDrop) < time.Minute {
+		return
+	}
+	s.logger.Error("dropped limit settlements: counters may stay high until their window ends, and concurrency slots until their lease ends",
+		zap.String("redis", redisdb.Redact(s.url)), zap.Int("ops", s.dropCount), zap.String("reason", why))
+	s.lastDrop, s.dropCount = time.Now(), 0
+}
+
+func unixMilli(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixMilli()
+}
+
+// takeScript checks every counter, then applies every op only if all fit.
+// ARGV: now (ms), then per key: add, limit, expires (ms, 0: never), slot.
+var takeScript = redis.NewScript(`
+local now = tonumber(ARGV[1])
+local n = #KEYS
+local vals = {}
+local ok = 1
+for i = 1, n do
+  local b = 2 + (i - 1) * 4
+  local add, limit, slot = tonumber(ARGV[b]), tonumber(ARGV[b + 1]), ARGV[b + 3]
+  local cur
+  if slot ~= "" then
+    redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
+    cur = redis.call('ZCARD', KEYS[i])
+    if add > 0 then add = 1 end
+  else
+    cur = tonumber(redis.call('GET', KEYS[i]) or '0')
+  end
+  vals[i] = cur
+  if limit > 0 and cur + add > limit then ok = 0 end
+end
+if ok == 1 then
+  for i = 1, n do
+    local b = 2 + (i - 1) * 4
+    local add, exp, slot = tonumber(ARGV[b]), tonumber(ARGV[b + 2]), ARGV[b + 3]
+    if slot ~= "" then
+      if add > 0 then
+        redis.call('ZADD', KEYS[i], exp, slot)
+        redis.call('PEXPIREAT', KEYS[i], exp)
+        vals[i] = vals[i] + 1
+      end
+    elseif add ~= 0 then
+      vals[i] = redis.call('INCRBY', KEYS[i], add)
+      if exp > 0 then redis.call('PEXPIREAT', KEYS[i], exp) end
+    end
+  end
+end
+local out = {ok}
+for i = 1, n do out[i + 1] = vals[i] end
+return out
+`)
+
+// giveScript applies settlements unconditionally: slot releases, and adds
+// to counters whose window has not ended, never below 0.
+// ARGV: now (ms), then per key: add, expires (ms, 0: never), slot.
+var giveScript = redis.NewScript(`
+local now = tonumber(ARGV[1])
+for i = 1, #KEYS do
+  local b = 2 + (i - 1) * 3
+  local add, exp, slot = tonumber(ARGV[b]), tonumber(ARGV[b + 1]), ARGV[b + 2]
+  if slot ~= "" then
+    if add < 0 then redis.call('ZREM', KEYS[i], slot) end
+  elseif (exp == 0 or exp > now) and not (add < 0 and redis.call('EXISTS', KEYS[i]) == 0) then
+    local v = redis.call('INCRBY', KEYS[i], add)
+    if v < 0 then redis.call('SET', KEYS[i], 0, 'KEEPTTL') end
+    if exp > 0 then redis.call('PEXPIREAT', KEYS[i], exp) end
+  end
+end
+return 1
+`)
+
+// Interface guards
+var (
+	_ Counters              = (*RedisCounters)(nil)
+	_ caddy.Provisioner     = (*RedisCounters)(nil)
+	_ caddy.Validator       = (*RedisCounters)(nil)
+	_ caddy.CleanerUpper    = (*RedisCounters)(nil)
+	_ caddyfile.Unmarshaler = (*RedisCounters)(nil)
+)
