@@ -104,7 +104,7 @@ func testStatsAPI(t *testing.T, config string) {
 // parameters, to methods other than GET, and when no recorder that can
 // answer is configured.
 func TestStatsAPIErrors(t *testing.T) {
-	g, broken := startSite(t, queriers[0].config)
+	g, broken := startSite(t, "testquery")
 	for _, tt := range []struct{ query, want string }{
 		{"group_by=team", "bad group_by 'team': must be model, user, key or upstream"},
 		{"from=yesterday", "bad from 'yesterday'"},

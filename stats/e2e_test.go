@@ -77,18 +77,26 @@ const (
 var prices = map[string][2]float64{"gpt-4o-mini": {0.15, 0.60}, "gpt-4o": {2.5, 10}, "flaky": {0, 0}}
 
 // queriers are the recorders the stats API and the dashboard are tested
-// against: how llm_stats names them, and their module ID. The tests' own
-// querier adds up the calls the obvious way; the real ones must agree.
-var queriers = []struct{ config, module string }{
-	{"testquery", "llm.stats.testquery"},
-	{"memory", "llm.stats.memory"},
-	{"database sqlite {TMP}/stats.db", "llm.stats.database"},
+// against: a name, the module that answers, and the recorder's line in
+// llm_stats (made per test, for a PostgreSQL table of its own). The tests'
+// own querier adds up the calls the obvious way; the real ones must agree.
+var queriers = []struct {
+	name, module string
+	config       func(t *testing.T) string
+}{
+	{"testquery", "llm.stats.testquery", func(*testing.T) string { return "testquery" }},
+	{"memory", "llm.stats.memory", func(*testing.T) string { return "memory" }},
+	{"sqlite", "llm.stats.database", func(*testing.T) string { return "database sqlite {TMP}/stats.db" }},
+	{"postgres", "llm.stats.database", func(t *testing.T) string {
+		_, table := postgresTable(t)
+		return "database postgres " + llmtest.PostgresDSN + " {\n\t\t\t\ttable " + table + "\n\t\t\t}"
+	}},
 }
 
 // eachQuerier runs test once per querier, as a subtest.
 func eachQuerier(t *testing.T, test func(t *testing.T, config, module string)) {
 	for _, q := range queriers {
-		t.Run(strings.Fields(q.config)[0], func(t *testing.T) { test(t, q.config, q.module) })
+		t.Run(q.name, func(t *testing.T) { test(t, q.config(t), q.module) })
 	}
 }
 
