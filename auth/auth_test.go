@@ -18,7 +18,6 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
 	"github.com/llmoneapi/llmoneapi/llm"
@@ -98,25 +97,6 @@ func defaultID(secret, key string) string {
 	mac := hmac.New(sha256.New, []byte(secret))
 	mac.Write(sum[:])
 	return "key-" + hex.EncodeToString(mac.Sum(nil))[:12]
-}
-
-// TestMain keeps the tests' installation secret out of the user's Caddy
-// data directory. With LLMONEAPI_TEST_CADDY=1 the test binary is Caddy
-// itself, with every module, for the tests that run `caddy llm key` as a
-// user would.
-func TestMain(m *testing.M) {
-	if os.Getenv("LLMONEAPI_TEST_CADDY") == "1" {
-		caddycmd.Main()
-		os.Exit(0)
-	}
-	dir, err := os.MkdirTemp("", "llmoneapi-auth-test-")
-	if err != nil {
-		panic(err)
-	}
-	os.Setenv("XDG_DATA_HOME", dir)
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
 }
 
 func loadHandler(t testing.TB, config string) (*Handler, error) {

@@ -10,7 +10,6 @@ import (
 	"errors"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -18,40 +17,24 @@ import (
 	"time"
 
 	"github.com/openai/openai-go/v3"
-	"github.com/openai/openai-go/v3/option"
 
 	"github.com/llmoneapi/llmoneapi/internal/llmtest"
 	"github.com/llmoneapi/llmoneapi/internal/sqldb"
 )
 
-// caddy runs `caddy <args>` (this test binary, as Caddy; see TestMain) and
+// caddyCLI runs `caddy <args>` (this test binary, as Caddy; see llmtest.Main) and
 // returns its standard output, failing the test if it fails.
-func caddy(t *testing.T, args ...string) string {
+func caddyCLI(t *testing.T, args ...string) string {
 	t.Helper()
-	out, errOut, err := runCaddy(args...)
+	out, errOut, err := llmtest.RunCLI(args...)
 	if err != nil {
 		t.Fatalf("caddy %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
 	}
 	return out
 }
 
-func runCaddy(args ...string) (stdout, stderr string, err error) {
-	cmd := exec.Command(os.Args[0], args...)
-	// Under -race, a process waits a second at exit for late reports
-	// unless told not to.
-	cmd.Env = append(os.Environ(), "LLMONEAPI_TEST_CADDY=1", "GORACE=atexit_sleep_ms=0")
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err = cmd.Run()
-	return o.String(), e.String(), err
-}
-
-func sdk(g *llmtest.Gateway, key string) openai.Client {
-	return openai.NewClient(option.WithBaseURL(g.URL+"/v1"), option.WithAPIKey(key), option.WithMaxRetries(0))
-}
-
 func ask(g *llmtest.Gateway, key string) error {
-	c := sdk(g, key)
+	c := llmtest.OpenAI(g.URL, key)
 	_, err := c.Chat.Completions.New(context.Background(), openai.ChatCompletionNewParams{
 		Model:    "gpt-4o-mini",
 		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hello")},
@@ -114,7 +97,7 @@ func TestKeyCommands(t *testing.T) {
 	}
 	store := []string{"--config", config, "--adapter", "caddyfile"}
 
-	key := strings.TrimSpace(caddy(t, append([]string{"llm", "key", "create", "--user", "alice", "--team", "research",
+	key := strings.TrimSpace(caddyCLI(t, append([]string{"llm", "key", "create", "--user", "alice", "--team", "research",
 		"--models", "gpt-4o-mini,claude-*", "--rpm", "60", "--budget", "20", "--budget-period", "monthly"}, store...)...))
 	m := keyFormat.FindStringSubmatch(key)
 	if m == nil {
@@ -128,21 +111,21 @@ func TestKeyCommands(t *testing.T) {
 		t.Fatal("the client key reached the upstream")
 	}
 
-	list := caddy(t, append([]string{"llm", "key", "list"}, store...)...)
+	list := caddyCLI(t, append([]string{"llm", "key", "list"}, store...)...)
 	if !regexp.MustCompile(`(?m)^` + id + `\s+alice\s+research\s+-\s+gpt-4o-mini,claude-\*\s+active\s`).MatchString(list) {
 		t.Errorf("list does not show the key as active:\n%s", list)
 	}
 	var shown map[string]any
-	if err := json.Unmarshal([]byte(caddy(t, append([]string{"llm", "key", "show", id, "--json"}, store...)...)), &shown); err != nil {
+	if err := json.Unmarshal([]byte(caddyCLI(t, append([]string{"llm", "key", "show", id, "--json"}, store...)...)), &shown); err != nil {
 		t.Fatal(err)
 	}
 	if shown["id"] != id || shown["user"] != "alice" || shown["rpm"] != float64(60) || shown["budget_period"] != "monthly" || shown["status"] != "active" {
 		t.Errorf("show --json = %v", shown)
 	}
 
-	caddy(t, append([]string{"llm", "key", "update", id, "--disable"}, store...)...)
+	caddyCLI(t, append([]string{"llm", "key", "update", id, "--disable"}, store...)...)
 	wantRefused(t, g, key, "api_key_disabled", 2*time.Second)
-	caddy(t, append([]string{"llm", "key", "update", id, "--enable", "--rpm", "0"}, store...)...)
+	caddyCLI(t, append([]string{"llm", "key", "update", id, "--enable", "--rpm", "0"}, store...)...)
 	deadline := time.Now().Add(2 * time.Second)
 	for err := ask(g, key); err != nil; err = ask(g, key) {
 		if time.Now().After(deadline) {
@@ -152,7 +135,7 @@ func TestKeyCommands(t *testing.T) {
 	}
 
 	// The same store named directly.
-	if out := caddy(t, "llm", "key", "revoke", id, "--db", "sqlite:"+db); !regexp.MustCompile(`status:\s+revoked`).MatchString(out) {
+	if out := caddyCLI(t, "llm", "key", "revoke", id, "--db", "sqlite:"+db); !regexp.MustCompile(`status:\s+revoked`).MatchString(out) {
 		t.Errorf("revoke printed:\n%s", out)
 	}
 	wantRefused(t, g, key, "api_key_revoked", 2*time.Second)
@@ -162,7 +145,7 @@ func TestKeyCommands(t *testing.T) {
 
 	// Nothing prints the secret again, and the store holds only its hash.
 	for _, args := range [][]string{{"list", "--json"}, {"show", id}, {"show", id, "--json"}} {
-		if out := caddy(t, append(append([]string{"llm", "key"}, args...), store...)...); strings.Contains(out, secret) {
+		if out := caddyCLI(t, append(append([]string{"llm", "key"}, args...), store...)...); strings.Contains(out, secret) {
 			t.Errorf("%v prints the secret", args)
 		}
 	}
@@ -204,7 +187,7 @@ func TestKeyCommandErrors(t *testing.T) {
 		{[]string{"llm", "key", "create", "--db", db, "--expires", "soon"}, "is not a time"},
 		{[]string{"llm", "key", "update", "x", "--db", db, "--enable", "--disable"}, "contradict"},
 	} {
-		_, errOut, err := runCaddy(tc.args...)
+		_, errOut, err := llmtest.RunCLI(tc.args...)
 		if err == nil || !strings.Contains(errOut, tc.want) {
 			t.Errorf("caddy %s: error %v, stderr %q; want it to fail saying %q", strings.Join(tc.args, " "), err, errOut, tc.want)
 		}
@@ -241,13 +224,13 @@ func TestKeyAdminAPI(t *testing.T) {
 		return map[string]any{"list": out}
 	}
 
-	created := admin("POST", "/llm/keys", `{"user": "bob", "models": ["gpt-4o-mini"], "tpm": 1000, "expires_at": "90d"}`, http.StatusCreated)
+	created := admin("POST", "/llm/keys", `{"user": "bob", "models": ["gpt-4o-mini"], "tpm": 100000, "expires_at": "90d"}`, http.StatusCreated)
 	key, _ := created["key"].(string)
 	id, _ := created["id"].(string)
 	if m := keyFormat.FindStringSubmatch(key); m == nil || m[1] != id {
 		t.Fatalf("POST answered %v, want the key once with its id", created)
 	}
-	if created["user"] != "bob" || created["tpm"] != float64(1000) || created["status"] != "active" || created["expires_at"] == nil {
+	if created["user"] != "bob" || created["tpm"] != float64(100000) || created["status"] != "active" || created["expires_at"] == nil {
 		t.Errorf("POST answered %v", created)
 	}
 	if err := ask(g, key); err != nil {
@@ -325,7 +308,7 @@ func TestKeyCommandsPostgres(t *testing.T) {
 	g := llmtest.Start(t, nil, strings.Replace(site, "TTL", "200ms", 1))
 	store := []string{"--db", llmtest.PostgresDSN, "--table", table}
 
-	key := strings.TrimSpace(caddy(t, append([]string{"llm", "key", "create", "--user", "carol", "--expires", "2099-01-01"}, store...)...))
+	key := strings.TrimSpace(caddyCLI(t, append([]string{"llm", "key", "create", "--user", "carol", "--expires", "2099-01-01"}, store...)...))
 	m := keyFormat.FindStringSubmatch(key)
 	if m == nil {
 		t.Fatalf("create printed %q", key)
@@ -334,13 +317,13 @@ func TestKeyCommandsPostgres(t *testing.T) {
 		t.Fatalf("the new key: %v", err)
 	}
 	var listed []map[string]any
-	if err := json.Unmarshal([]byte(caddy(t, append([]string{"llm", "key", "list", "--json"}, store...)...)), &listed); err != nil {
+	if err := json.Unmarshal([]byte(caddyCLI(t, append([]string{"llm", "key", "list", "--json"}, store...)...)), &listed); err != nil {
 		t.Fatal(err)
 	}
 	if len(listed) != 1 || listed[0]["id"] != m[1] || listed[0]["expires_at"] != "2099-01-01T00:00:00Z" {
 		t.Errorf("list --json = %v", listed)
 	}
-	caddy(t, append([]string{"llm", "key", "revoke", m[1]}, store...)...)
+	caddyCLI(t, append([]string{"llm", "key", "revoke", m[1]}, store...)...)
 	wantRefused(t, g, key, "api_key_revoked", 2*time.Second)
 	var row string
 	if err := db.QueryRowContext(context.Background(), `SELECT CONCAT_WS('|', id, key_hash, user_name, team, name, models) FROM `+table).Scan(&row); err != nil {

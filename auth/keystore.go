@@ -197,18 +197,7 @@ func (c *KeyChange) applyChecked(k *StoredKey, now time.Time) error {
 	if err := k.Models.Validate(); err != nil {
 		return fmt.Errorf("models: %w", err)
 	}
-	for name, v := range map[string]int64{"rpm": k.RPM, "tpm": k.TPM, "max_concurrent": k.MaxConcurrent, "quota": k.Quota} {
-		if v < 0 {
-			return fmt.Errorf("%s must not be negative, got %d", name, v)
-		}
-	}
-	if k.Budget < 0 {
-		return fmt.Errorf("budget must not be negative, got %g", k.Budget)
-	}
-	if err := checkPeriod("quota_period", k.QuotaPeriod); err != nil {
-		return err
-	}
-	return checkPeriod("budget_period", k.BudgetPeriod)
+	return checkLimits(k.Limits)
 }
 
 // parseExpiry reads an expiry as KeyChange.ExpiresAt describes it; nil
@@ -243,14 +232,6 @@ func set[T any](dst *T, v *T) {
 	if v != nil {
 		*dst = *v
 	}
-}
-
-func checkPeriod(name string, p llm.Period) error {
-	switch p {
-	case llm.PeriodLifetime, llm.PeriodDaily, llm.PeriodWeekly, llm.PeriodMonthly:
-		return nil
-	}
-	return fmt.Errorf("%s '%s' is not a period: use daily, weekly, monthly, or nothing for the key's lifetime", name, p)
 }
 
 // ErrNoKey is returned for a key id the store does not hold.
