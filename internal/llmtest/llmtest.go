@@ -23,6 +23,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/logging"
 	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/requestbody"
 	_ "github.com/caddyserver/caddy/v2/modules/logging"
+	_ "github.com/caddyserver/caddy/v2/modules/metrics" // the admin endpoint's /metrics
 
 	_ "github.com/llmoneapi/llmoneapi" // every module and directive
 	"github.com/llmoneapi/llmoneapi/internal/fakellm"
