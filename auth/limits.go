@@ -181,7 +181,7 @@ func (h *Handler) validateLimits() error {
 			return fmt.Errorf("budget #%d: budget #%d is already for the same %s and period", i+1, j+1, ownerName(b))
 		}
 		seen[owner] = i
-		if err := checkPeriod(b.Period); err != nil {
+		if err := b.Period.Check(); err != nil {
 			return fmt.Errorf("budget #%d: %w", i+1, err)
 		}
 		if !(b.Budget > 0) || math.IsInf(b.Budget, 0) {
@@ -204,10 +204,10 @@ func checkLimits(l llm.Limits) error {
 	if l.Budget < 0 || math.IsNaN(l.Budget) || math.IsInf(l.Budget, 0) {
 		return fmt.Errorf("budget must be a non-negative amount of USD, got %v", l.Budget)
 	}
-	if err := checkPeriod(l.QuotaPeriod); err != nil {
+	if err := l.QuotaPeriod.Check(); err != nil {
 		return fmt.Errorf("quota: %w", err)
 	}
-	if err := checkPeriod(l.BudgetPeriod); err != nil {
+	if err := l.BudgetPeriod.Check(); err != nil {
 		return fmt.Errorf("budget: %w", err)
 	}
 	return nil
@@ -218,14 +218,6 @@ func ownerName(b SharedBudget) string {
 		return "user '" + b.User + "'"
 	}
 	return "team '" + b.Team + "'"
-}
-
-func checkPeriod(p llm.Period) error {
-	switch p {
-	case llm.PeriodLifetime, llm.PeriodDaily, llm.PeriodWeekly, llm.PeriodMonthly:
-		return nil
-	}
-	return fmt.Errorf("period '%s' is not daily, weekly or monthly (or empty, for no renewal)", p)
 }
 
 // parseLimit parses the key subdirective d is on if it is a limit (rpm,
@@ -261,7 +253,7 @@ func parseLimit(d *caddyfile.Dispenser, l *llm.Limits) (bool, error) {
 			if len(args) == 2 {
 				l.QuotaPeriod = llm.Period(args[1])
 			}
-			if err := checkPeriod(l.QuotaPeriod); err != nil {
+			if err := l.QuotaPeriod.Check(); err != nil {
 				return true, d.Errf("quota: %v", err)
 			}
 		}
@@ -287,7 +279,7 @@ func parseBudget(d *caddyfile.Dispenser, args []string) (float64, llm.Period, er
 	if len(args) == 2 {
 		p = llm.Period(args[1])
 	}
-	if err := checkPeriod(p); err != nil {
+	if err := p.Check(); err != nil {
 		return 0, "", d.Errf("budget: %v", err)
 	}
 	return usd, p, nil
@@ -520,7 +512,7 @@ func (s *limited) take(r *http.Request, now time.Time, checks []limit) (bool, []
 func (s *limited) admit(r *http.Request, c *llm.Call, _ string, price *llm.Price) *llm.Error {
 	now := time.Now()
 	lim := s.id.Limits
-	prompt, completion := s.h.estimate(c)
+	prompt, completion := s.h.estimate(c, lim.TPM)
 	tokens := prompt + completion
 	cost := microUSD(price.Cost(llm.Usage{PromptTokens: prompt, CompletionTokens: completion, TotalTokens: tokens}))
 	s.tokens, s.cost, s.price = tokens, cost, price
@@ -620,8 +612,12 @@ func (s *limited) used(c *llm.Call) (int64, int64) {
 	return tokens, microUSD(cost)
 }
 
-// estimate returns the call's prompt and completion token estimates.
-func (h *Handler) estimate(c *llm.Call) (prompt, completion int64) {
+// estimate returns the call's prompt and completion token estimates. A
+// call that names no max_tokens reserves DefaultMaxTokens, but never more
+// than a key's tpm leaves after the prompt: otherwise a key with a small
+// tpm could make no call at all without max_tokens. Settling charges the
+// real usage either way.
+func (h *Handler) estimate(c *llm.Call, tpm int64) (prompt, completion int64) {
 	if c.Request == nil {
 		return 0, h.DefaultMaxTokens
 	}
@@ -642,6 +638,9 @@ func (h *Handler) estimate(c *llm.Call) (prompt, completion int64) {
 	})
 	if completion < 0 {
 		completion = h.DefaultMaxTokens
+		if tpm > 0 {
+			completion = max(0, min(completion, tpm-prompt))
+		}
 	}
 	return prompt, completion
 }

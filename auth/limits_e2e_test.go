@@ -29,6 +29,9 @@ func TestMain(m *testing.M) { llmtest.Main(m) }
 // a few tokens make whole thousandths of a dollar.
 func limitsSite(keys, settings string) string {
 	return `:{PORT} {
+	llm_stats {
+		log
+	}
 	llm_auth {
 		static {
 ` + keys + `
@@ -55,11 +58,6 @@ const (
 
 // sdk returns an OpenAI client with connections of its own, so that a
 // reload closing the old config's connections cannot fail a later call.
-func sdk(url, key string) openai.Client {
-	return openai.NewClient(option.WithBaseURL(url+"/v1"), option.WithAPIKey(key), option.WithMaxRetries(0),
-		option.WithHTTPClient(&http.Client{Transport: &http.Transport{}}))
-}
-
 // params is a chat request whose prompt the fake counts as words tokens
 // and whose reply is capped at maxTokens (the fake sends 5 chunks, one
 // token each, unless capped lower).
@@ -212,7 +210,7 @@ func TestLimitRPM(t *testing.T) {
 	g := llmtest.Start(t, nil, limitsSite(`key sk-rpm {
 				rpm 5
 			}`, ""))
-	c := sdk(g.URL, "sk-rpm")
+	c := llmtest.OpenAI(g.URL, "sk-rpm")
 	freshWindow(t)
 	got := byStatus(concurrently(12, func(int) answer { return chat(t, c, params("hi", 0)) }))
 	if len(got[200]) != 5 || len(got[429]) != 7 {
@@ -252,7 +250,7 @@ func TestLimitConcurrency(t *testing.T) {
 	g := llmtest.Start(t, fake, limitsSite(`key sk-conc {
 				max_concurrent 2
 			}`, ""))
-	c := sdk(g.URL, "sk-conc")
+	c := llmtest.OpenAI(g.URL, "sk-conc")
 	got := byStatus(concurrently(6, func(int) answer { return chat(t, c, params("hi", 0)) }))
 	if len(got[200]) != 2 || len(got[429]) != 4 {
 		t.Fatalf("got %d successes and %d refusals, want 2 and 4", len(got[200]), len(got[429]))
@@ -290,7 +288,7 @@ func TestLimitTPM(t *testing.T) {
 	g := llmtest.Start(t, fake, limitsSite(fmt.Sprintf(`key sk-tpm {
 				tpm %d
 			}`, tpm), ""))
-	c := sdk(g.URL, "sk-tpm")
+	c := llmtest.OpenAI(g.URL, "sk-tpm")
 	freshWindow(t)
 	// Reservations hold while the calls run: 3 fit, the rest are refused.
 	got := byStatus(concurrently(8, func(int) answer { return chat(t, c, p) }))
@@ -327,7 +325,7 @@ func TestLimitQuota(t *testing.T) {
 	g := llmtest.Start(t, fake, limitsSite(fmt.Sprintf(`key sk-quota {
 				quota %d daily
 			}`, quota), ""))
-	c := sdk(g.URL, "sk-quota")
+	c := llmtest.OpenAI(g.URL, "sk-quota")
 	got := byStatus(concurrently(5, func(int) answer { return chat(t, c, p) }))
 	if len(got[200]) != 2 || len(got[429]) != 3 {
 		t.Fatalf("got %d successes and %d refusals, want 2 and 3 (estimate %d, quota %d)", len(got[200]), len(got[429]), est, quota)
@@ -362,19 +360,23 @@ func TestLimitBudgetSettlesStreams(t *testing.T) {
 	g := llmtest.Start(t, nil, limitsSite(`key sk-budget {
 				budget `+usd(budget)+` monthly
 			}`, ""))
-	c := sdk(g.URL, "sk-budget")
+	c := llmtest.OpenAI(g.URL, "sk-budget")
 	// Streams: usage arrives in the stream's last chunk, which the gateway
-	// asks for and keeps from a client that did not.
-	for range 3 {
+	// asks for and keeps from a client that did not. A client has the
+	// whole stream a moment before llm_auth settles it, so each call waits
+	// for its record, which llm_stats writes after the settlement.
+	for i := range 3 {
 		if a := stream(t, c, p); a.status != 200 {
 			t.Fatalf("stream: status %d %s", a.status, a.msg)
 		}
+		g.StatsLines(t, i+1)
 	}
 	// A cut stream: no usage came, the reservation stands.
 	g.Fake.SetBehavior(fakellm.Behavior{DropAfter: 2})
 	if a := stream(t, c, p); a.status != 200 {
-		t.Fatalf("cut stream: status %d %s", a.status, a.code)
+		t.Fatalf("cut stream: status %d %s: %s", a.status, a.code, a.msg)
 	}
+	g.StatsLines(t, 4)
 	g.Fake.SetBehavior(fakellm.Behavior{})
 	// What is left is less than one more reservation.
 	a := stream(t, c, p)
@@ -402,7 +404,7 @@ func TestLimitTeamBudget(t *testing.T) {
 			key sk-other {
 				team other
 			}`, `budget team ml `+usd(budget)))
-	a, b := sdk(g.URL, "sk-ml-a"), sdk(g.URL, "sk-ml-b")
+	a, b := llmtest.OpenAI(g.URL, "sk-ml-a"), llmtest.OpenAI(g.URL, "sk-ml-b")
 	// Five calls from either key settle at their real cost; then what is
 	// left is less than a reservation, for both keys.
 	for i := range 5 {
@@ -424,7 +426,7 @@ func TestLimitTeamBudget(t *testing.T) {
 			t.Errorf("message %q, want it to say %q", r.msg, want)
 		}
 	}
-	if r := chat(t, sdk(g.URL, "sk-other"), p); r.status != 200 {
+	if r := chat(t, llmtest.OpenAI(g.URL, "sk-other"), p); r.status != 200 {
 		t.Errorf("another team's key: %d %s, want 200", r.status, r.msg)
 	}
 }
@@ -435,7 +437,7 @@ func TestLimitMemoryCountersSurviveReload(t *testing.T) {
 				rpm 3
 			}`, "limits memory")
 	g := llmtest.Start(t, nil, site)
-	c := sdk(g.URL, "sk-reload")
+	c := llmtest.OpenAI(g.URL, "sk-reload")
 	freshWindow(t)
 	for range 2 {
 		if a := chat(t, c, params("hi", 0)); a.status != 200 {
@@ -443,7 +445,7 @@ func TestLimitMemoryCountersSurviveReload(t *testing.T) {
 		}
 	}
 	g.Load(site)
-	c = sdk(g.URL, "sk-reload")
+	c = llmtest.OpenAI(g.URL, "sk-reload")
 	a := chat(t, c, params("hi", 0))
 	wantHeader(t, a, "X-Ratelimit-Remaining-Requests", "0")
 	wantRefusal(t, chat(t, c, params("hi", 0)), "rate_limit_exceeded", "requests")
@@ -482,7 +484,7 @@ func TestLimitStoreErrors(t *testing.T) {
 			timeout 200ms
 		}`
 	g := llmtest.Start(t, nil, limitsSite(keys, store))
-	rate, spend := sdk(g.URL, "sk-rate"), sdk(g.URL, "sk-spend")
+	rate, spend := llmtest.OpenAI(g.URL, "sk-rate"), llmtest.OpenAI(g.URL, "sk-spend")
 	p := params("hi", 10)
 	wantServed := func(c openai.Client, what string) answer {
 		t.Helper()
@@ -587,7 +589,7 @@ func TestLimitFleet(t *testing.T) {
 	child := g.StartProcess(t, site)
 	urls := []string{g.URL, child.URL}
 	clients := func(key string) []openai.Client {
-		return []openai.Client{sdk(urls[0], key), sdk(urls[1], key)}
+		return []openai.Client{llmtest.OpenAI(urls[0], key), llmtest.OpenAI(urls[1], key)}
 	}
 
 	t.Run("rpm", func(t *testing.T) {

@@ -90,11 +90,11 @@ func TestLimitsCaddyfileErrors(t *testing.T) {
 		{key("rpm ten"), "rpm: 'ten' is not a positive whole number, at Testfile:4"},
 		{key("tpm 0"), "tpm: '0' is not a positive whole number"},
 		{key("max_concurrent -1"), "max_concurrent: '-1' is not a positive whole number"},
-		{key("quota 100 yearly"), "quota: period 'yearly' is not daily, weekly or monthly"},
+		{key("quota 100 yearly"), "quota: 'yearly' is not a period"},
 		{key("quota 100 daily extra"), "wrong argument count"},
 		{key("budget"), "budget takes an amount of USD"},
 		{key("budget free"), "budget: 'free' is not a positive amount of USD"},
-		{key("budget 10 hourly"), "budget: period 'hourly' is not daily, weekly or monthly"},
+		{key("budget 10 hourly"), "budget: 'hourly' is not a period"},
 		{key("team"), "wrong argument count"},
 		{auth("limits"), "'limits' needs a store"},
 		{auth("limits disk"), "no limits store module llm.auth.limits.disk is installed"},
@@ -124,7 +124,7 @@ func TestLimitsJSONErrors(t *testing.T) {
 		{`{` + strings.Replace(static, "%s", `{"rpm": -1}`, 1) + `}`, "static key #1 (id 'key-"},
 		{`{` + strings.Replace(static, "%s", `{"rpm": -1}`, 1) + `}`, "rpm must not be negative, got -1"},
 		{`{` + strings.Replace(static, "%s", `{"budget": -2}`, 1) + `}`, "budget must be a non-negative amount of USD"},
-		{`{` + strings.Replace(static, "%s", `{"quota": 5, "quota_period": "hourly"}`, 1) + `}`, "quota: period 'hourly'"},
+		{`{` + strings.Replace(static, "%s", `{"quota": 5, "quota_period": "hourly"}`, 1) + `}`, "quota: 'hourly' is not a period"},
 		{`{` + strings.Replace(static, "%s", `{}`, 1) + `, "on_store_error": {"rate": "open"}}`, "on_store_error rate: 'open' is neither fail_open nor fail_closed"},
 		{`{` + strings.Replace(static, "%s", `{}`, 1) + `, "budgets": [{"budget": 1}]}`, "budget #1: set exactly one of user and team"},
 		{`{` + strings.Replace(static, "%s", `{}`, 1) + `, "budgets": [{"user": "a", "team": "b", "budget": 1}]}`, "budget #1: set exactly one of user and team"},
@@ -169,17 +169,22 @@ func TestLimitsEstimate(t *testing.T) {
 	for _, tc := range []struct {
 		body               string
 		endpoint           llm.Endpoint
+		tpm                int64
 		prompt, completion int64
 	}{
-		{`{"model":"m","max_tokens":100}`, llm.EndpointChat, 8, 100},
-		{`{"model":"m","max_completion_tokens":7}`, llm.EndpointChat, 10, 7},
-		{`{"model":"m","max_output_tokens":300}`, llm.EndpointChat, 10, 300},
-		{`{"model":"m"}`, llm.EndpointChat, 4, 4096},
-		{`{"model":"m","max_tokens":null}`, llm.EndpointChat, 8, 4096},
-		{`{"model":"m","input":"some text"}`, llm.EndpointEmbeddings, 9, 0},
+		{`{"model":"m","max_tokens":100}`, llm.EndpointChat, 0, 8, 100},
+		{`{"model":"m","max_completion_tokens":7}`, llm.EndpointChat, 0, 10, 7},
+		{`{"model":"m","max_output_tokens":300}`, llm.EndpointChat, 0, 10, 300},
+		{`{"model":"m"}`, llm.EndpointChat, 0, 4, 4096},
+		{`{"model":"m","max_tokens":null}`, llm.EndpointChat, 0, 8, 4096},
+		{`{"model":"m","input":"some text"}`, llm.EndpointEmbeddings, 0, 9, 0},
+		// Without max_tokens, a small tpm caps the reservation; with it,
+		// the client's number stands (and may be refused as too large).
+		{`{"model":"m"}`, llm.EndpointChat, 1000, 4, 996},
+		{`{"model":"m","max_tokens":5000}`, llm.EndpointChat, 1000, 8, 5000},
 	} {
 		c := &llm.Call{Endpoint: tc.endpoint, Request: &llm.Request{Body: []byte(tc.body)}}
-		if p, comp := h.estimate(c); p != tc.prompt || comp != tc.completion {
+		if p, comp := h.estimate(c, tc.tpm); p != tc.prompt || comp != tc.completion {
 			t.Errorf("%s: estimate %d+%d, want %d+%d", tc.body, p, comp, tc.prompt, tc.completion)
 		}
 	}

@@ -6,6 +6,7 @@
 package llm
 
 import (
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -131,6 +132,15 @@ const (
 	PeriodWeekly   Period = "weekly"
 	PeriodMonthly  Period = "monthly"
 )
+
+// Check returns an error for a period that is none of the known ones.
+func (p Period) Check() error {
+	switch p {
+	case PeriodLifetime, PeriodDaily, PeriodWeekly, PeriodMonthly:
+		return nil
+	}
+	return fmt.Errorf("'%s' is not a period: use daily, weekly, monthly, or nothing for no renewal", p)
+}
 
 // Attempt is one try of a call at one upstream.
 type Attempt struct {

@@ -1,5 +1,7 @@
 // Package fakellm is a fake LLM provider that speaks the OpenAI API, for the
-// gateway's tests and benchmarks.
+// gateway's tests and benchmarks, and also Anthropic's Messages API, the
+// Gemini API and Azure OpenAI's deployment paths, each in its own shapes
+// (see anthropic.go, gemini.go and azure.go) with the same Behavior.
 //
 // A [Server] is an [http.Handler]; serve it with httptest.NewServer in tests,
 // or with an [http.Server] (as cmd/mockllm does) for demos and benchmarks:
@@ -87,6 +89,24 @@ type Behavior struct {
 	// OpenAI-compatible servers do, even when the request asks for it with
 	// stream_options.include_usage.
 	NoUsage bool
+	// ToolCall, when set, makes a request that offers tools (Anthropic
+	// and Gemini) answer with a call of one of them after its text, unless
+	// the request's last turn already carries a tool result: then the
+	// answer is text alone, so that a two-turn tool loop ends.
+	ToolCall *ToolCall
+	// CachedTokens and CacheCreationTokens are reported as prompt tokens
+	// read from and written to a prompt cache, on top of the prompt's
+	// words, in each API's own usage fields.
+	CachedTokens        int
+	CacheCreationTokens int
+}
+
+// ToolCall is the tool call a Behavior scripts.
+type ToolCall struct {
+	// Name is the tool to call; empty means the request's first tool.
+	Name string
+	// Arguments is the call's arguments, a JSON object; empty means {}.
+	Arguments string
 }
 
 // Request is one request as the server received it.
@@ -237,20 +257,22 @@ func (s *Server) Reset() {
 }
 
 func (s *Server) record(r *http.Request, body []byte, req *apiRequest) {
-	rec := Request{
-		Time:     time.Now(),
-		Method:   r.Method,
-		Path:     r.URL.Path,
-		RawQuery: r.URL.RawQuery,
-		Host:     r.Host,
-		Header:   r.Header.Clone(),
-		Body:     body,
-		Model:    req.Model,
-		Stream:   req.Stream,
-	}
-	if req.StreamOptions != nil {
-		rec.IncludeUsage = req.StreamOptions.IncludeUsage
-	}
+	s.keep(Request{
+		Time:         time.Now(),
+		Method:       r.Method,
+		Path:         r.URL.Path,
+		RawQuery:     r.URL.RawQuery,
+		Host:         r.Host,
+		Header:       r.Header.Clone(),
+		Body:         body,
+		Model:        req.Model,
+		Stream:       req.Stream,
+		IncludeUsage: req.includeUsage(),
+	})
+}
+
+// keep records a request and counts it as active until finish.
+func (s *Server) keep(rec Request) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.count++
@@ -279,6 +301,12 @@ func (s *Server) finish(x *exchange) {
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	x := &exchange{w: w, r: r, rc: http.NewResponseController(w)}
 	body, readErr := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if api := providerAPI(r.URL.Path); api != nil {
+		// Anthropic's, Gemini's and Azure's APIs, each in its own file.
+		defer s.finish(x)
+		api(s, x, body, readErr)
+		return
+	}
 	var req apiRequest
 	parseErr := readErr
 	if readErr == nil && len(body) > 0 {
@@ -300,8 +328,14 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		x.fail(e)
 		return
 	}
+	s.serveOpenAI(x, ep, id, &req, readErr, parseErr)
+}
+
+// serveOpenAI answers an authenticated request of the OpenAI API, on
+// OpenAI's paths or an Azure deployment's.
+func (s *Server) serveOpenAI(x *exchange, ep *endpoint, id string, req *apiRequest, readErr, parseErr error) {
 	if ep.method == http.MethodPost {
-		if e := validate(ep, &req, readErr, parseErr); e != nil {
+		if e := validate(ep, req, readErr, parseErr); e != nil {
 			x.fail(e)
 			return
 		}
@@ -314,5 +348,5 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		x.failAs(b, req.Model)
 		return
 	}
-	ep.serve(s, x, &req, b, id)
+	ep.serve(s, x, req, b, id)
 }

@@ -1,0 +1,108 @@
+package providers
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/llmoneapi/llmoneapi/llm"
+	"github.com/llmoneapi/llmoneapi/route"
+)
+
+func init() {
+	caddy.RegisterModule(Azure{})
+}
+
+// Azure speaks Azure OpenAI: the OpenAI API under a resource's deployment
+// paths (<base>/openai/deployments/<deployment>/chat/completions
+// ?api-version=...), with the key in an api-key header. Bodies pass
+// through as for the openai provider, the model renamed and stream usage
+// asked for. The base URL is the resource's endpoint
+// (https://<resource>.openai.azure.com).
+type Azure struct {
+	// Deployment is the deployment to call. Default: the upstream's model
+	// name (the upstream's "model", or the model's own name).
+	Deployment string `json:"deployment,omitempty"`
+	// APIVersion is the api-version query parameter. Default: 2024-10-21.
+	APIVersion string `json:"api_version,omitempty"`
+}
+
+// DefaultAzureAPIVersion is the api-version sent by default, Azure
+// OpenAI's generally available version.
+const DefaultAzureAPIVersion = "2024-10-21"
+
+// CaddyModule returns the Caddy module information.
+func (Azure) CaddyModule() caddy.ModuleInfo {
+	return caddy.ModuleInfo{
+		ID:  "llm.route.providers.azure",
+		New: func() caddy.Module { return new(Azure) },
+	}
+}
+
+// Provision sets the defaults.
+func (a *Azure) Provision(caddy.Context) error {
+	if a.APIVersion == "" {
+		a.APIVersion = DefaultAzureAPIVersion
+	}
+	return nil
+}
+
+// NewRequest builds the upstream request.
+func (a *Azure) NewRequest(ctx context.Context, x *route.Exchange) (*http.Request, error) {
+	path, ok := openaiPaths[x.Endpoint]
+	if !ok {
+		return nil, fmt.Errorf("the azure provider does not serve the %s endpoint", x.Endpoint)
+	}
+	deployment := a.Deployment
+	if deployment == "" {
+		deployment = x.Model
+	}
+	u := x.Upstream.BaseURL() + "/openai/deployments/" + url.PathEscape(deployment) + path + "?api-version=" + url.QueryEscape(a.APIVersion)
+	req, err := newRequest(ctx, x, u, openaiBody(x))
+	if err != nil {
+		return nil, err
+	}
+	if key := x.Upstream.Key(); key != "" {
+		req.Header.Set("api-key", key)
+	}
+	return req, nil
+}
+
+// ProbeRequest is the active health check: GET <base>/openai<uri> with the
+// api-version and the key in api-key.
+func (a *Azure) ProbeRequest(ctx context.Context, u *route.Upstream, uri string) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u.BaseURL()+"/openai"+uri+"?api-version="+url.QueryEscape(a.APIVersion), nil)
+	if err != nil {
+		return nil, err
+	}
+	if key := u.Key(); key != "" {
+		req.Header.Set("api-key", key)
+	}
+	return req, nil
+}
+
+// Response passes the body through, as the openai provider does.
+func (a *Azure) Response(x *route.Exchange, body []byte) ([]byte, *llm.Usage, error) {
+	return OpenAI{}.Response(x, body)
+}
+
+// Stream relays the events, as the openai provider does.
+func (a *Azure) Stream(x *route.Exchange, body io.Reader) route.Stream {
+	return OpenAI{}.Stream(x, body)
+}
+
+// Error reads Azure's errors, which are OpenAI's shape.
+func (a *Azure) Error(x *route.Exchange, status int, body []byte) *llm.Error {
+	return OpenAI{}.Error(x, status, body)
+}
+
+// Interface guards
+var (
+	_ route.Provider    = (*Azure)(nil)
+	_ route.Prober      = (*Azure)(nil)
+	_ caddy.Provisioner = (*Azure)(nil)
+)

@@ -1,0 +1,170 @@
+package providers
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"slices"
+
+	"go.uber.org/zap"
+
+	"github.com/llmoneapi/llmoneapi/llm"
+	"github.com/llmoneapi/llmoneapi/route"
+	"github.com/llmoneapi/llmoneapi/sse"
+	"github.com/llmoneapi/llmoneapi/wire"
+	"github.com/llmoneapi/llmoneapi/wire/openai"
+)
+
+// upstreamFormat is the wire format of a translating provider's upstream:
+// the codec of the translation core (package wire) that speaks it.
+type upstreamFormat struct {
+	encodeRequest  func(*wire.Request) ([]byte, []string, error)
+	decodeResponse func([]byte) (*wire.Response, error)
+	newDecoder     func() streamDecoder
+	decodeError    func(status int, body []byte) *wire.Error
+}
+
+type streamDecoder interface {
+	Decode(dst []wire.Event, data []byte) ([]wire.Event, error)
+}
+
+// translate is what the translating providers (anthropic, gemini) share:
+// an OpenAI chat client's request decoded into the canonical form, the
+// upstream's answer decoded from its format and encoded for the client.
+type translate struct {
+	format upstreamFormat
+	logger *zap.Logger
+}
+
+// request decodes the client's request, names the model and encodes it in
+// the upstream's format. What the translation cannot carry is logged at
+// debug level, never sent malformed.
+func (t *translate) request(x *route.Exchange, adjust func(*wire.Request)) ([]byte, error) {
+	if x.Endpoint != llm.EndpointChat {
+		return nil, fmt.Errorf("only chat completions are translated, not %s", x.Endpoint)
+	}
+	req, err := openai.DecodeRequest(x.Request.Body)
+	if err != nil {
+		return nil, err
+	}
+	req.Model, req.Stream = x.Model, x.Request.Stream
+	if adjust != nil {
+		adjust(req)
+	}
+	body, dropped, err := t.format.encodeRequest(req)
+	if err != nil {
+		return nil, err
+	}
+	if len(req.Dropped) > 0 || len(dropped) > 0 {
+		t.logger.Debug("fields dropped in translation",
+			zap.String("model", x.Model), zap.Strings("client", req.Dropped), zap.Strings("upstream", dropped))
+	}
+	return body, nil
+}
+
+// newRequest is an upstream POST of body with the upstream's own headers
+// and the JSON and SSE headers; the caller adds the credentials.
+func newRequest(ctx context.Context, x *route.Exchange, url string, body []byte) (*http.Request, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return nil, err
+	}
+	for name, values := range x.Upstream.Header() {
+		req.Header[name] = slices.Clone(values)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if x.Request.Stream {
+		req.Header.Set("Accept", "text/event-stream")
+		req.Header.Set("Accept-Encoding", "identity")
+	} else {
+		req.Header.Set("Accept", "application/json")
+	}
+	return req, nil
+}
+
+// response turns the upstream's whole response into an OpenAI chat
+// completion.
+func (t *translate) response(body []byte) ([]byte, *llm.Usage, error) {
+	resp, err := t.format.decodeResponse(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	out, err := openai.EncodeResponse(resp)
+	return out, resp.Usage, err
+}
+
+// errorOf turns the upstream's error into the client's, keeping the
+// upstream's message and a code the route handler can classify.
+func (t *translate) errorOf(status int, body []byte) *llm.Error {
+	return openai.ToLLM(t.format.decodeError(status, body))
+}
+
+func (t *translate) stream(x *route.Exchange, body io.Reader) route.Stream {
+	return &translatedStream{
+		events: sse.NewReader(body, 0),
+		dec:    t.format.newDecoder(),
+		enc:    openai.NewStreamEncoder(x.Request.IncludeUsage),
+		format: t.format,
+	}
+}
+
+// translatedStream re-encodes an upstream stream as OpenAI chunks, event by
+// event: nothing is held but a tool call's pieces in formats that need it.
+type translatedStream struct {
+	events   *sse.Reader
+	dec      streamDecoder
+	enc      *openai.StreamEncoder
+	format   upstreamFormat
+	evs      []wire.Event
+	buf      []byte
+	content  bool // an event had content: every later one counts
+	finished bool // the upstream gave its finish reason
+	done     bool
+}
+
+func (s *translatedStream) Next() (route.StreamEvent, error) {
+	if s.done {
+		return route.StreamEvent{}, io.EOF
+	}
+	ev, err := s.events.Next()
+	if err == io.EOF {
+		if !s.finished {
+			return route.StreamEvent{}, fmt.Errorf("the stream ended before its finish: %w", io.ErrUnexpectedEOF)
+		}
+		// The proper end in the client's format: the usage chunk if it
+		// asked, and [DONE].
+		s.done = true
+		return route.StreamEvent{Data: s.enc.End(s.buf[:0]), Content: true}, nil
+	}
+	if err != nil {
+		return route.StreamEvent{}, err
+	}
+	if s.evs, err = s.dec.Decode(s.evs[:0], ev.Data); err != nil {
+		return route.StreamEvent{}, fmt.Errorf("bad stream event: %w", err)
+	}
+	out := route.StreamEvent{More: s.events.Ready()}
+	s.buf = s.buf[:0]
+	for i := range s.evs {
+		e := &s.evs[i]
+		switch e.Type {
+		case wire.EventError:
+			return route.StreamEvent{}, fmt.Errorf("the upstream ended the stream with an error: %w", e.Err)
+		case wire.EventStart:
+			if e.Usage != nil {
+				out.Usage = e.Usage
+			}
+		case wire.EventUsage:
+			out.Usage = e.Usage
+			s.content = true
+		case wire.EventFinish:
+			s.finished, s.content = true, true
+		default:
+			s.content = true
+		}
+		s.buf = s.enc.Encode(s.buf, e)
+	}
+	out.Data, out.Content = s.buf, s.content
+	return out, nil
+}

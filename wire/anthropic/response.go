@@ -1,0 +1,243 @@
+package anthropic
+
+import (
+	"crypto/rand"
+	"encoding/json"
+	"fmt"
+	"net/http"
+
+	"github.com/llmoneapi/llmoneapi/llm"
+	"github.com/llmoneapi/llmoneapi/wire"
+)
+
+type response struct {
+	ID           string  `json:"id"`
+	Type         string  `json:"type"`
+	Role         string  `json:"role"`
+	Model        string  `json:"model"`
+	Content      []block `json:"content"`
+	StopReason   *string `json:"stop_reason"`
+	StopSequence *string `json:"stop_sequence"`
+	Usage        *usage  `json:"usage,omitempty"`
+}
+
+// usage is Anthropic's usage object, whose input_tokens leaves out the
+// tokens read from or written to the prompt cache.
+type usage struct {
+	InputTokens              int64 `json:"input_tokens"`
+	OutputTokens             int64 `json:"output_tokens"`
+	CacheCreationInputTokens int64 `json:"cache_creation_input_tokens,omitempty"`
+	CacheReadInputTokens     int64 `json:"cache_read_input_tokens,omitempty"`
+}
+
+func (u *usage) canonical() *llm.Usage {
+	prompt := u.InputTokens + u.CacheReadInputTokens + u.CacheCreationInputTokens
+	return &llm.Usage{
+		PromptTokens:        prompt,
+		CompletionTokens:    u.OutputTokens,
+		TotalTokens:         prompt + u.OutputTokens,
+		CachedTokens:        u.CacheReadInputTokens,
+		CacheCreationTokens: u.CacheCreationInputTokens,
+	}
+}
+
+func usageOf(u *llm.Usage) *usage {
+	if u == nil {
+		return &usage{}
+	}
+	return &usage{
+		InputTokens:              max(u.PromptTokens-u.CachedTokens-u.CacheCreationTokens, 0),
+		OutputTokens:             u.CompletionTokens,
+		CacheCreationInputTokens: u.CacheCreationTokens,
+		CacheReadInputTokens:     u.CachedTokens,
+	}
+}
+
+// finishReason maps a stop_reason to the canonical finish reason.
+func finishReason(stop string) wire.FinishReason {
+	switch stop {
+	case "max_tokens", "model_context_window_exceeded":
+		return wire.FinishLength
+	case "tool_use":
+		return wire.FinishToolCalls
+	case "refusal":
+		return wire.FinishContentFilter
+	}
+	// end_turn, stop_sequence, pause_turn.
+	return wire.FinishStop
+}
+
+// stopReason maps a canonical finish reason to a stop_reason.
+func stopReason(f wire.FinishReason, stopSequence string) string {
+	switch f {
+	case wire.FinishLength:
+		return "max_tokens"
+	case wire.FinishToolCalls:
+		return "tool_use"
+	case wire.FinishContentFilter:
+		return "refusal"
+	}
+	if stopSequence != "" {
+		return "stop_sequence"
+	}
+	return "end_turn"
+}
+
+// DecodeResponse reads an upstream's Messages response.
+func DecodeResponse(body []byte) (*wire.Response, error) {
+	var in response
+	if err := json.Unmarshal(body, &in); err != nil {
+		return nil, fmt.Errorf("anthropic: decode response: %w", err)
+	}
+	if in.Type == "error" {
+		return nil, DecodeError(http.StatusOK, body)
+	}
+	out := &wire.Response{ID: in.ID, Model: in.Model, StopSequence: deref(in.StopSequence)}
+	out.FinishReason = finishReason(deref(in.StopReason))
+	if in.Usage != nil {
+		out.Usage = in.Usage.canonical()
+	}
+	var req wire.Request // collects what is dropped, which a response does not report
+	for i := range in.Content {
+		if p, ok, err := decodeBlock(&in.Content[i], &req); err != nil {
+			return nil, fmt.Errorf("anthropic: decode response: %w", err)
+		} else if ok {
+			out.Content = append(out.Content, p)
+		}
+	}
+	return out, nil
+}
+
+// EncodeResponse writes a Messages response for a client.
+func EncodeResponse(resp *wire.Response) ([]byte, error) {
+	stop := stopReason(resp.FinishReason, resp.StopSequence)
+	out := response{
+		ID: msgID(resp.ID), Type: "message", Role: "assistant", Model: resp.Model,
+		StopReason: &stop, Usage: usageOf(resp.Usage), Content: []block{},
+	}
+	if resp.StopSequence != "" {
+		out.StopSequence = &resp.StopSequence
+	}
+	for _, p := range resp.Content {
+		switch p.Type {
+		case wire.PartText:
+			if p.Text != "" {
+				out.Content = append(out.Content, block{Type: "text", Text: &p.Text})
+			}
+		case wire.PartReasoning:
+			// Reasoning from another provider has no signature; it is
+			// shown to the client all the same, and dropped when the
+			// client sends it back to an Anthropic upstream.
+			if p.Redacted {
+				out.Content = append(out.Content, block{Type: "redacted_thinking", Data: p.Signature})
+			} else {
+				out.Content = append(out.Content, block{Type: "thinking", Thinking: &p.Text, Signature: &p.Signature})
+			}
+		case wire.PartToolCall:
+			out.Content = append(out.Content, block{Type: "tool_use", ID: ToolID(p.ToolCall.ID), Name: p.ToolCall.Name, Input: wire.ArgumentsJSON(p.ToolCall.Arguments)})
+		}
+	}
+	b, err := json.Marshal(out)
+	if err != nil {
+		return nil, fmt.Errorf("anthropic: encode response: %w", err)
+	}
+	return b, nil
+}
+
+func msgID(id string) string {
+	if id != "" {
+		return id
+	}
+	return "msg_" + rand.Text()
+}
+
+// errorBody is Anthropic's error shape.
+type errorBody struct {
+	Type  string `json:"type"`
+	Error struct {
+		Type    string `json:"type"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// errorKinds maps Anthropic's error types to the canonical kinds.
+var errorKinds = map[string]wire.ErrorKind{
+	"invalid_request_error": wire.ErrInvalidRequest,
+	"authentication_error":  wire.ErrAuthentication,
+	"permission_error":      wire.ErrPermission,
+	"billing_error":         wire.ErrPermission,
+	"not_found_error":       wire.ErrNotFound,
+	"request_too_large":     wire.ErrTooLarge,
+	"rate_limit_error":      wire.ErrRateLimit,
+	"api_error":             wire.ErrServer,
+	"overloaded_error":      wire.ErrOverloaded,
+	"timeout_error":         wire.ErrTimeout,
+}
+
+// errorTypes maps the canonical kinds to Anthropic's error types and
+// statuses.
+var errorTypes = map[wire.ErrorKind]struct {
+	typ    string
+	status int
+}{
+	wire.ErrInvalidRequest: {"invalid_request_error", http.StatusBadRequest},
+	wire.ErrAuthentication: {"authentication_error", http.StatusUnauthorized},
+	wire.ErrPermission:     {"permission_error", http.StatusForbidden},
+	wire.ErrNotFound:       {"not_found_error", http.StatusNotFound},
+	wire.ErrTooLarge:       {"request_too_large", http.StatusRequestEntityTooLarge},
+	wire.ErrRateLimit:      {"rate_limit_error", http.StatusTooManyRequests},
+	wire.ErrOverloaded:     {"overloaded_error", StatusOverloaded},
+	wire.ErrTimeout:        {"timeout_error", http.StatusGatewayTimeout},
+	wire.ErrServer:         {"api_error", http.StatusInternalServerError},
+}
+
+// StatusOverloaded is the status Anthropic answers with when it is
+// overloaded; routing treats it like a 503.
+const StatusOverloaded = 529
+
+// DecodeError reads an upstream's error response, or the data of a
+// stream's error event (status 200). A body that is not an Anthropic error
+// still gives an error, classified by its status.
+func DecodeError(status int, body []byte) *wire.Error {
+	var in errorBody
+	if json.Unmarshal(body, &in) != nil || in.Error.Type == "" {
+		return &wire.Error{Status: status, Kind: wire.KindForStatus(status), Message: http.StatusText(status)}
+	}
+	kind, ok := errorKinds[in.Error.Type]
+	if !ok {
+		kind = wire.KindForStatus(status)
+	}
+	if status < 400 {
+		status = errorTypes[kind].status
+	}
+	return &wire.Error{Status: status, Kind: kind, Message: in.Error.Message, Code: in.Error.Type}
+}
+
+// EncodeError writes an error body for a client.
+func EncodeError(e *wire.Error) []byte {
+	var out errorBody
+	out.Type = "error"
+	out.Error.Type = errorType(e)
+	out.Error.Message = e.Message
+	b, _ := json.Marshal(out)
+	return b
+}
+
+func errorType(e *wire.Error) string {
+	if t, ok := errorTypes[e.Kind]; ok {
+		return t.typ
+	}
+	return "api_error"
+}
+
+// ErrorStatus is the status an Anthropic client gets for e: its own, or the
+// one Anthropic uses for its kind.
+func ErrorStatus(e *wire.Error) int {
+	if e.Status >= 400 {
+		return e.Status
+	}
+	if t, ok := errorTypes[e.Kind]; ok {
+		return t.status
+	}
+	return http.StatusInternalServerError
+}

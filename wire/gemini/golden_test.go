@@ -1,0 +1,28 @@
+package gemini_test
+
+import (
+	"testing"
+
+	"github.com/llmoneapi/llmoneapi/internal/wiretest"
+	"github.com/llmoneapi/llmoneapi/wire/gemini"
+)
+
+var codec = wiretest.Codec{
+	DecodeRequest:    gemini.DecodeRequest,
+	EncodeRequest:    gemini.EncodeRequest,
+	DecodeResponse:   gemini.DecodeResponse,
+	EncodeResponse:   gemini.EncodeResponse,
+	NewStreamDecoder: func() wiretest.StreamDecoder { return &gemini.StreamDecoder{} },
+	NewStreamEncoder: func() wiretest.StreamEncoder { return gemini.NewStreamEncoder() },
+	DecodeError:      gemini.DecodeError,
+	EncodeError:      gemini.EncodeError,
+}
+
+func TestGolden(t *testing.T) { wiretest.RunGolden(t, codec) }
+
+func FuzzDecodeRequest(f *testing.F)  { wiretest.FuzzRequest(f, codec) }
+func FuzzDecodeResponse(f *testing.F) { wiretest.FuzzResponse(f, codec) }
+func FuzzDecodeStream(f *testing.F)   { wiretest.FuzzStream(f, codec) }
+func FuzzDecodeError(f *testing.F)    { wiretest.FuzzError(f, codec) }
+
+func BenchmarkTranslate(b *testing.B) { wiretest.Benchmark(b, codec) }
