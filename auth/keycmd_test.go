@@ -17,23 +17,43 @@ import (
 	"time"
 
 	"github.com/openai/openai-go/v3"
+	"github.com/spf13/cobra"
 
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 
 	"github.com/llmoneapi/llmoneapi/internal/llmtest"
 	"github.com/llmoneapi/llmoneapi/internal/sqldb"
 )
 
-// llmCommand runs `caddy <args>` (this test binary, as Caddy; see
-// llmtest.Main) and returns its standard output, failing the test if it
-// fails.
+// llmCommand runs `caddy <args>` and returns its standard output, failing the
+// test if it fails.
 func llmCommand(t *testing.T, args ...string) string {
 	t.Helper()
-	out, errOut, err := llmtest.RunCLI(args...)
+	out, errOut, err := runLLMCommand(args...)
 	if err != nil {
 		t.Fatalf("caddy %s: %v\n%s%s", strings.Join(args, " "), err, out, errOut)
 	}
 	return out
+}
+
+// runLLMCommand runs `caddy llm <args...>` in this process, through the command
+// Caddy's command line has registered, as Caddy's main would build it.
+func runLLMCommand(args ...string) (stdout, stderr string, err error) {
+	llm, ok := caddycmd.Commands()["llm"]
+	if !ok || len(args) == 0 || args[0] != "llm" {
+		return "", "", errors.New("no 'caddy llm' command is registered")
+	}
+	cmd := &cobra.Command{Use: "llm", SilenceUsage: true, SilenceErrors: true}
+	llm.CobraFunc(cmd)
+	var o, e bytes.Buffer
+	cmd.SetOut(&o)
+	cmd.SetErr(&e)
+	cmd.SetArgs(args[1:])
+	if err = cmd.Execute(); err != nil {
+		e.WriteString("Error: " + err.Error())
+	}
+	return o.String(), e.String(), err
 }
 
 // ask makes one chat call to the gateway at url.
@@ -199,11 +219,11 @@ func TestKeyCommandErrors(t *testing.T) {
 		{[]string{"llm", "key", "list", "--config", noDB}, "no llm_auth in it has a database authenticator"},
 		{[]string{"llm", "key", "list", "--config", noDB, "--db", db}, "not both"},
 		{[]string{"llm", "key", "show", "nosuchkey000", "--db", db}, "no such key"},
-		{[]string{"llm", "key", "create", "--db", db, "--budget-period", "hourly"}, "'hourly' is not a period"},
+		{[]string{"llm", "key", "create", "--db", db, "--budget-period", "hourly"}, "'hourly' is not daily, weekly or monthly"},
 		{[]string{"llm", "key", "create", "--db", db, "--expires", "soon"}, "is not a time"},
 		{[]string{"llm", "key", "update", "x", "--db", db, "--enable", "--disable"}, "contradict"},
 	} {
-		_, errOut, err := llmtest.RunCLI(tc.args...)
+		_, errOut, err := runLLMCommand(tc.args...)
 		if err == nil || !strings.Contains(errOut, tc.want) {
 			t.Errorf("caddy %s: error %v, stderr %q; want it to fail saying %q", strings.Join(tc.args, " "), err, errOut, tc.want)
 		}
@@ -292,7 +312,7 @@ func TestKeyAdminAPI(t *testing.T) {
 		{"GET", "/llm/keys/nosuchkey000", "", http.StatusNotFound, "no such key"},
 		{"PATCH", "/llm/keys/" + id, `{"rpm": -1}`, http.StatusBadRequest, "rpm must not be negative"},
 		{"POST", "/llm/keys", `{"colour": "red"}`, http.StatusBadRequest, "colour"},
-		{"POST", "/llm/keys", `{"budget_period": "hourly"}`, http.StatusBadRequest, "'hourly' is not a period"},
+		{"POST", "/llm/keys", `{"budget_period": "hourly"}`, http.StatusBadRequest, "'hourly' is not daily, weekly or monthly"},
 		{"PUT", "/llm/keys/" + id, `{}`, http.StatusMethodNotAllowed, "not a key operation"},
 		{"POST", "/llm/keys/" + id, `{}`, http.StatusMethodNotAllowed, "not a key operation"},
 		{"GET", "/llm/keys?store=elsewhere", "", http.StatusNotFound, "no key store 'elsewhere'"},
