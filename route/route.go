@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/llmoneapi/llmoneapi/internal/metrics"
 	"github.com/llmoneapi/llmoneapi/llm"
 )
 
@@ -26,7 +27,9 @@ func init() {
 
 // Catalog says which models the gateway serves and where. Catalogs are guest
 // modules in the llm.route namespace; llm.route.config holds models written
-// in the config.
+// in the config. A catalog provisions each model it serves with
+// Model.Provision and lets go of it with Model.Cleanup, which keeps the
+// upstreams' health and the policy's position shared across configs.
 type Catalog interface {
 	// Lookup returns the named model, or nil when the catalog lacks it.
 	Lookup(name string) *Model
@@ -93,6 +96,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("module %T is not a model catalog", m)
 		}
 		h.catalogs = append(h.catalogs, c)
+	}
+	if err := metrics.Register(ctx.GetMetricsRegistry(), upstreamCollector{}); err != nil {
+		return fmt.Errorf("registering upstream metrics: %w", err)
 	}
 	// A catalog whose models change while the config runs (llm.route.file)
 	// health-checks its models itself.

@@ -1,8 +1,10 @@
 package importer_test
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -11,7 +13,9 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
+	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 	"github.com/openai/openai-go/v3"
+	"github.com/spf13/cobra"
 
 	"github.com/llmoneapi/llmoneapi/internal/fakellm"
 	"github.com/llmoneapi/llmoneapi/internal/importer"
@@ -110,12 +114,29 @@ func TestImportServes(t *testing.T) {
 	}
 }
 
+// runLLM runs `caddy llm <args...>` in this process, through the command
+// Caddy's command line has registered.
+func runLLM(args ...string) (stdout, stderr string, err error) {
+	llm, ok := caddycmd.Commands()["llm"]
+	if !ok {
+		return "", "", errors.New("no 'caddy llm' command is registered")
+	}
+	cmd := &cobra.Command{Use: "llm", SilenceUsage: true, SilenceErrors: true}
+	llm.CobraFunc(cmd)
+	var o, e bytes.Buffer
+	cmd.SetOut(&o)
+	cmd.SetErr(&e)
+	cmd.SetArgs(args)
+	err = cmd.Execute()
+	return o.String(), e.String(), err
+}
+
 // TestImportCommand runs `caddy llm import` as a user would.
 func TestImportCommand(t *testing.T) {
 	dir := t.TempDir()
 	out, env := filepath.Join(dir, "Caddyfile"), filepath.Join(dir, ".env")
 	src := filepath.Join("..", "..", "testdata", "llmoneapi", "load_balance.yaml")
-	stdout, stderr, err := llmtest.RunCLI("llm", "import", src, "--output", out, "--envfile", env)
+	stdout, stderr, err := runLLM("import", src, "--output", out, "--envfile", env)
 	if err != nil {
 		t.Fatalf("%v\n%s%s", err, stdout, stderr)
 	}
