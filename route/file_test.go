@@ -249,13 +249,13 @@ func TestFileCatalogReload(t *testing.T) {
 
 	// A broken edit: the models that serve stay.
 	write("models:\n  old-model: [\n")
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(time.Second)
 	if err := chat("new-model"); err != nil {
 		t.Errorf("after a broken edit, new-model fails: %v", err)
 	}
 	// An edit that parses but does not provision (an unset key) is broken too.
 	write(strings.ReplaceAll(pythonModels(g.Upstream, "old-model"), "FILE_TEST_UPSTREAM_KEY", "FILE_TEST_UNSET_KEY"))
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(time.Second)
 	if err := chat("new-model"); err != nil {
 		t.Errorf("after an edit with an unset key, new-model fails: %v", err)
 	}
