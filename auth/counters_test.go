@@ -8,7 +8,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/caddyserver/caddy/v2"
+	caddy2 "github.com/caddyserver/caddy/v2" // keycmd_test.go has a func caddy
 
 	"github.com/llmoneapi/llmoneapi/auth"
 	"github.com/llmoneapi/llmoneapi/internal/llmtest"
@@ -18,7 +18,7 @@ import (
 // under a prefix of its own, removed after the test.
 func stores(t testing.TB) map[string]auth.Counters {
 	t.Helper()
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	ctx, cancel := caddy2.NewContext(caddy2.Context{Context: context.Background()})
 	t.Cleanup(cancel)
 	mem := new(auth.MemoryCounters)
 	if err := mem.Provision(ctx); err != nil {

@@ -106,7 +106,7 @@ func (d *Database) Provision(caddy.Context) error {
 		return errors.New("database: no file or DSN given (is its environment variable set?)")
 	}
 	if d.Table == "" {
-		d.Table = DefaultKeyTable
+		d.Table = defaultKeyTable
 	}
 	if !tableName.MatchString(d.Table) {
 		return fmt.Errorf("database: table '%s' is not a plain SQL name (lower-case letters, digits and '_')", d.Table)
@@ -171,7 +171,7 @@ func (d *Database) Authenticate(ctx context.Context, key string) (*llm.Identity,
 	if err := e.key.refusal(now); err != nil {
 		return nil, err
 	}
-	d.store.touch(id, now)
+	d.store.touch(e, now)
 	return e.identity, nil
 }
 
@@ -193,6 +193,7 @@ type keyStore struct {
 	table      *keyTable  // nil until connected
 	retryAt    time.Time
 	connErr    error
+	closed     bool
 	used       map[string]time.Time
 
 	cacheMu sync.RWMutex
@@ -212,6 +213,8 @@ type cacheEntry struct {
 	key      *StoredKey
 	identity *llm.Identity
 	fetched  time.Time
+	// touched is when touch last queued a stamp for the key (Unix ns).
+	touched atomic.Int64
 }
 
 // touchInterval is how often last-used stamps are written; a variable so
@@ -256,7 +259,7 @@ func storeName(dialect, dsn, table string) string {
 	if dialect == sqldb.SQLite {
 		name = "sqlite:" + name
 	}
-	if table != DefaultKeyTable {
+	if table != defaultKeyTable {
 		name += "#" + table
 	}
 	return name
@@ -278,6 +281,15 @@ func (s *keyStore) keys(ctx context.Context) (*keyTable, error) {
 		return nil, err
 	}
 	defer s.connecting.Unlock()
+	s.mu.Lock()
+	t, closed := s.table, s.closed // connected by another request since the check above?
+	s.mu.Unlock()
+	if t != nil {
+		return t, nil
+	}
+	if closed {
+		return nil, errors.New("the key store was closed with its config")
+	}
 	t, err = openKeyTable(ctx, s.dialect, s.dsn, s.tableName)
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -335,7 +347,7 @@ func (s *keyStore) fetch(ctx context.Context, id string) (*cacheEntry, error) {
 			return nil, err
 		}
 		k, err := t.Get(ctx, id)
-		if errors.Is(err, ErrNoKey) {
+		if errors.Is(err, errNoKey) {
 			k, err = nil, nil
 		}
 		if err != nil {
@@ -403,10 +415,16 @@ func (s *keyStore) revoke(ctx context.Context, id string) (*StoredKey, error) {
 	return t.Revoke(ctx, id)
 }
 
-// touch notes that the key was used; touchLoop writes it later.
-func (s *keyStore) touch(id string, at time.Time) {
+// touch notes that the key of e was used; touchLoop writes it later. At
+// most once a second per key, so that busy keys do not all queue on s.mu:
+// the stamps are written every few seconds anyway.
+func (s *keyStore) touch(e *cacheEntry, at time.Time) {
+	last := e.touched.Load()
+	if at.UnixNano()-last < int64(time.Second) || !e.touched.CompareAndSwap(last, at.UnixNano()) {
+		return
+	}
 	s.mu.Lock()
-	s.used[id] = at
+	s.used[e.key.ID] = at
 	s.mu.Unlock()
 }
 
@@ -456,8 +474,12 @@ func (s *keyStore) flushTouches() {
 func (s *keyStore) Destruct() error {
 	close(s.stop)
 	<-s.done
+	// Not while a straggling request connects, and none may after.
+	s.connecting.Lock()
+	defer s.connecting.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	s.closed = true
 	if s.table != nil {
 		sqldb.Release(s.table.db)
 		s.table = nil

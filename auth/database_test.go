@@ -33,7 +33,7 @@ type testStore struct {
 
 func newTestStore(t testing.TB, dialect string) *testStore {
 	t.Helper()
-	s := &testStore{dialect: dialect, table: DefaultKeyTable}
+	s := &testStore{dialect: dialect, table: defaultKeyTable}
 	switch dialect {
 	case sqldb.SQLite:
 		s.dsn = filepath.Join(t.TempDir(), "keys.db")

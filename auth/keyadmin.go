@@ -56,7 +56,7 @@ func serveKeys(w http.ResponseWriter, r *http.Request) error {
 	now := time.Now()
 	switch {
 	case r.Method == http.MethodGet && id == "":
-		keys, err := t.List(ctx, KeyFilter{User: r.URL.Query().Get("user"), Team: r.URL.Query().Get("team")})
+		keys, err := t.List(ctx, keyFilter{User: r.URL.Query().Get("user"), Team: r.URL.Query().Get("team")})
 		if err != nil {
 			return keyError(err)
 		}
@@ -144,7 +144,7 @@ func decodeChange(r *http.Request) (KeyChange, error) {
 
 func keyError(err error) error {
 	switch {
-	case errors.Is(err, ErrNoKey):
+	case errors.Is(err, errNoKey):
 		return adminapi.Error(http.StatusNotFound, "%v", err)
 	case errors.Is(err, errBadChange):
 		return adminapi.Error(http.StatusBadRequest, "%v", err)

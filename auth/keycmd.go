@@ -50,7 +50,7 @@ instance at once.
 	key.PersistentFlags().StringP("config", "c", "", "The Caddy config whose llm_auth database authenticator holds the keys")
 	key.PersistentFlags().StringP("adapter", "a", "", "The adapter of the config (e.g. caddyfile)")
 	key.PersistentFlags().String("db", "", "The store itself: sqlite:<path> or postgres://<user>@<host>/<db>")
-	key.PersistentFlags().String("table", "", "The table of keys, with --db (default "+DefaultKeyTable+")")
+	key.PersistentFlags().String("table", "", "The table of keys, with --db (default "+defaultKeyTable+")")
 	key.PersistentFlags().Bool("json", false, "Print JSON instead of text")
 
 	create := &cobra.Command{
@@ -88,7 +88,7 @@ instance at once.
 			user, _ := cmd.Flags().GetString("user")
 			team, _ := cmd.Flags().GetString("team")
 			return withKeyTable(cmd, func(ctx context.Context, t *keyTable) error {
-				keys, err := t.List(ctx, KeyFilter{User: user, Team: team})
+				keys, err := t.List(ctx, keyFilter{User: user, Team: team})
 				if err != nil {
 					return err
 				}

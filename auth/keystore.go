@@ -30,8 +30,8 @@ const (
 	secretLen = 52
 )
 
-// DefaultKeyTable is the table a database authenticator keeps its keys in.
-const DefaultKeyTable = "llm_keys"
+// defaultKeyTable is the table a database authenticator keeps its keys in.
+const defaultKeyTable = "llm_keys"
 
 var tableName = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,62}$`)
 
@@ -234,8 +234,8 @@ func set[T any](dst *T, v *T) {
 	}
 }
 
-// ErrNoKey is returned for a key id the store does not hold.
-var ErrNoKey = errors.New("no such key")
+// errNoKey is returned for a key id the store does not hold.
+var errNoKey = errors.New("no such key")
 
 // keyTable is the SQL table of database keys, the one place that speaks
 // SQL about them: the authenticator, the admin API and the commands all go
@@ -278,7 +278,7 @@ func keyMigrations(table string) []sqldb.Migration {
 // Release the table's db with sqldb.Release.
 func openKeyTable(ctx context.Context, dialect, dsn, table string) (*keyTable, error) {
 	if table == "" {
-		table = DefaultKeyTable
+		table = defaultKeyTable
 	}
 	if !tableName.MatchString(table) {
 		return nil, fmt.Errorf("table '%s' is not a plain SQL name (lower-case letters, digits and '_')", table)
@@ -288,7 +288,7 @@ func openKeyTable(ctx context.Context, dialect, dsn, table string) (*keyTable, e
 		return nil, err
 	}
 	component := "auth_keys"
-	if table != DefaultKeyTable {
+	if table != defaultKeyTable {
 		component += ":" + table
 	}
 	if err := db.Migrate(ctx, component, keyMigrations(table)); err != nil {
@@ -351,11 +351,11 @@ func modelsText(s llm.Scope) string {
 	return string(b)
 }
 
-// Get returns the key with the public id, or ErrNoKey.
+// Get returns the key with the public id, or errNoKey.
 func (t *keyTable) Get(ctx context.Context, id string) (*StoredKey, error) {
 	k, err := t.scan(t.db.QueryRowContext(ctx, t.query(`SELECT `+keyColumns+` FROM $T WHERE id = ?`), id))
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("key '%s': %w", id, ErrNoKey)
+		return nil, fmt.Errorf("key '%s': %w", id, errNoKey)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("reading key '%s' from %s: %w", id, t.db.Display(), err)
@@ -363,13 +363,13 @@ func (t *keyTable) Get(ctx context.Context, id string) (*StoredKey, error) {
 	return k, nil
 }
 
-// KeyFilter selects keys to list; empty fields select all.
-type KeyFilter struct {
+// keyFilter selects keys to list; empty fields select all.
+type keyFilter struct {
 	User, Team string
 }
 
 // List returns the keys the filter selects, oldest first.
-func (t *keyTable) List(ctx context.Context, f KeyFilter) ([]*StoredKey, error) {
+func (t *keyTable) List(ctx context.Context, f keyFilter) ([]*StoredKey, error) {
 	q := `SELECT ` + keyColumns + ` FROM $T WHERE 1 = 1`
 	var args []any
 	if f.User != "" {

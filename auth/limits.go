@@ -36,8 +36,10 @@ import (
 // client can use up to twice the limit in a short span (the end of one
 // window and the start of the next).
 //
-// Token limits, quotas and budgets reserve an estimate when llm_route admits
-// the call (prompt: the body's length in bytes / 4; completion: the
+// All of a call's checks are one store call (Counters.Take): for a key with
+// token limits or a budget, when llm_route admits the call; otherwise when
+// the key is known. Token limits, quotas and budgets reserve an estimate
+// at admission (prompt: the body's length in bytes / 4; completion: the
 // request's max_tokens, max_completion_tokens or max_output_tokens, else
 // DefaultMaxTokens; the cost of both at the model's price) and settle the
 // real usage after the response. A call whose usage stays unknown although
@@ -191,7 +193,8 @@ func (h *Handler) validateLimits() error {
 	return nil
 }
 
-// checkLimits checks one key's limits; the authenticators call it.
+// checkLimits checks one key's limits; the authenticators call it, and the
+// key store before it saves a key.
 func checkLimits(l llm.Limits) error {
 	for _, f := range []struct {
 		name string
@@ -405,6 +408,10 @@ type limited struct {
 	w    http.ResponseWriter
 	slot *limit // the concurrency slot held, if any
 
+	// The rpm and max_concurrent checks left for the admission's store
+	// call, so that a call llm_route admits costs one round trip.
+	pending []limit
+
 	// What the admission reserved, to settle, or to charge in full when it
 	// could not (the store failed open).
 	admitted bool
@@ -427,6 +434,10 @@ func (h *Handler) serveLimited(w http.ResponseWriter, r *http.Request, id *llm.I
 	now := time.Now()
 	s := &limited{h: h, id: id, w: w}
 
+	// A call that llm_route will admit has all its checks made in one store
+	// call at admission; the others (no token limits, no body) are checked
+	// here.
+	deferred := (lim.TPM > 0 || lim.Quota > 0 || lim.Budget > 0 || len(shared) > 0) && hasBody(r.Method)
 	var up [3]limit
 	checks := up[:0]
 	if lim.RPM > 0 {
@@ -440,12 +451,14 @@ func (h *Handler) serveLimited(w http.ResponseWriter, r *http.Request, id *llm.I
 			Expires: now.Add(slotLease), Slot: slot,
 		}})
 	}
-	if lim.TPM > 0 {
+	if lim.TPM > 0 && !deferred {
 		// Read only, for the headers and to refuse a key already over.
 		start := now.Truncate(time.Minute)
 		checks = append(checks, h.windowed(limitTPM, id, "tpm", start, start.Add(time.Minute), 0, lim.TPM))
 	}
-	if len(checks) > 0 {
+	if deferred {
+		s.pending = checks
+	} else if len(checks) > 0 {
 		applied, values, e := s.take(r, now, checks)
 		if e != nil {
 			e.Write(w, r)
@@ -461,7 +474,7 @@ func (h *Handler) serveLimited(w http.ResponseWriter, r *http.Request, id *llm.I
 				}
 			}
 		} else if values != nil {
-			s.refuse(w, r, now, checks, values)
+			s.refusal(now, checks, values).Write(w, r)
 			return nil
 		}
 	}
@@ -517,7 +530,8 @@ func (s *limited) admit(r *http.Request, c *llm.Call, _ string, price *llm.Price
 	cost := microUSD(price.Cost(llm.Usage{PromptTokens: prompt, CompletionTokens: completion, TotalTokens: tokens}))
 	s.tokens, s.cost, s.price = tokens, cost, price
 
-	var charges []limit
+	charges := s.pending
+	s.pending = nil
 	if lim.TPM > 0 {
 		start := now.Truncate(time.Minute)
 		charges = append(charges, s.h.windowed(limitTPM, s.id, "tpm", start, start.Add(time.Minute), tokens, lim.TPM))
@@ -554,6 +568,11 @@ func (s *limited) admit(r *http.Request, c *llm.Call, _ string, price *llm.Price
 		return s.refusal(now, charges, values)
 	}
 	s.admitted = true
+	for i := range charges {
+		if charges[i].kind == limitConcurrency {
+			s.slot = &charges[i]
+		}
+	}
 	return nil
 }
 
@@ -567,13 +586,26 @@ func (s *limited) settle(c *llm.Call) {
 		release.Add = -1
 		ops = append(ops, release)
 	}
+	for _, p := range s.pending {
+		// Never admitted (llm_route refused the call earlier, or is not
+		// behind this handler): the request still counts against rpm.
+		if p.kind == limitRPM {
+			p.op.Limit = 0
+			ops = append(ops, p.op)
+		}
+	}
 	if s.charges != nil {
 		tokens, cost := s.used(c)
 		for _, ch := range s.charges {
 			op := ch.op
-			used := tokens
-			if ch.kind == limitBudget || ch.kind == limitSharedBudget {
+			var used int64
+			switch ch.kind {
+			case limitRPM, limitConcurrency:
+				continue
+			case limitBudget, limitSharedBudget:
 				used = cost
+			default:
+				used = tokens
 			}
 			if s.admitted {
 				used -= op.Add // settle against the reservation
@@ -748,11 +780,6 @@ func resetString(d time.Duration) string {
 		return "0s"
 	}
 	return (d + time.Millisecond - 1).Truncate(time.Millisecond).String()
-}
-
-// refuse answers a call refused at the check up front.
-func (s *limited) refuse(w http.ResponseWriter, r *http.Request, now time.Time, checks []limit, values []int64) {
-	s.refusal(now, checks, values).Write(w, r)
 }
 
 // refusal returns the 429 for the first limit among checks that did not fit,

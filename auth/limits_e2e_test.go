@@ -56,8 +56,6 @@ const (
 	realMicro   = 2*inputMicro + 5*outputMicro
 )
 
-// sdk returns an OpenAI client with connections of its own, so that a
-// reload closing the old config's connections cannot fail a later call.
 // params is a chat request whose prompt the fake counts as words tokens
 // and whose reply is capped at maxTokens (the fake sends 5 chunks, one
 // token each, unless capped lower).
@@ -137,6 +135,31 @@ func toAnswer(t *testing.T, resp *http.Response, err error, usage func() openai.
 	}
 	return answer{status: resp.StatusCode, header: resp.Header, usage: usage()}
 }
+
+// reload loads site into g and waits until the new config serves: the
+// connections the old one held are closed as it stops.
+func reload(t *testing.T, g *llmtest.Gateway, site string) {
+	t.Helper()
+	g.Load(site)
+	client := &http.Client{Transport: &http.Transport{}, Timeout: time.Second}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		resp, err := client.Get(g.URL + "/v1/models")
+		if err == nil {
+			resp.Body.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the gateway does not answer after a reload: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// finished waits until the gateway has finished n calls in all: llm_stats
+// logs each once llm_auth has settled it, a moment after the client read
+// the end of the answer.
+func finished(t *testing.T, g *llmtest.Gateway, n int) { g.StatsLines(t, n) }
 
 // concurrently runs n calls at once and returns their answers.
 func concurrently(n int, call func(i int) answer) []answer {
@@ -269,14 +292,55 @@ func TestLimitConcurrency(t *testing.T) {
 		if a := stream(t, c, params("hi", 0)); a.status != 200 {
 			t.Fatalf("cut stream %d: status %d %s", i, a.status, a.code)
 		}
+		finished(t, g, 6+i+1)
 	}
 	fake.SetBehavior(fakellm.Behavior{})
-	// A slot is freed as the gateway finishes the call, a moment after the
-	// client read the end of it.
-	time.Sleep(100 * time.Millisecond)
 	got = byStatus(concurrently(2, func(int) answer { return stream(t, c, params("hi", 0)) }))
 	if len(got[200]) != 2 {
 		t.Fatalf("after the calls ended: %d of 2 streams served, want both", len(got[200]))
+	}
+}
+
+// TestLimitCombined: a key with rate limits and a budget has all its
+// checks made at once when llm_route admits the call; a call refused by
+// one limit uses up none of the others, and a call llm_route refuses
+// before admission still counts against rpm.
+func TestLimitCombined(t *testing.T) {
+	fake := &fakellm.Server{APIKey: llmtest.UpstreamKey, Behavior: fakellm.Behavior{ChunkDelay: 60 * time.Millisecond}}
+	g := llmtest.Start(t, fake, limitsSite(`key sk-combo {
+				rpm 4
+				max_concurrent 2
+				budget 1
+			}`, ""))
+	c := llmtest.OpenAI(g.URL, "sk-combo")
+	freshWindow(t)
+	got := byStatus(concurrently(5, func(int) answer { return chat(t, c, params("hi", 20)) }))
+	if len(got[200]) != 2 || len(got[429]) != 3 {
+		t.Fatalf("got %d successes and %d refusals, want 2 and 3", len(got[200]), len(got[429]))
+	}
+	for _, a := range got[429] {
+		wantRefusal(t, a, "rate_limit_exceeded", "requests")
+		if !strings.Contains(a.msg, "concurrent requests") {
+			t.Errorf("message %q: want the concurrency limit", a.msg)
+		}
+		wantHeader(t, a, "X-Ratelimit-Limit-Requests", "4")
+		wantHeader(t, a, "X-Ratelimit-Remaining-Requests", "2")
+	}
+	finished(t, g, 5)
+	if a := chat(t, c, openai.ChatCompletionNewParams{Model: "no-such-model",
+		Messages: []openai.ChatCompletionMessageParamUnion{openai.UserMessage("hi")}}); a.status != 404 {
+		t.Fatalf("unknown model: status %d, want 404", a.status)
+	}
+	finished(t, g, 6)
+	a := chat(t, c, params("hi", 20))
+	if a.status != 200 {
+		t.Fatalf("fourth request of the minute: %d %s", a.status, a.msg)
+	}
+	wantHeader(t, a, "X-Ratelimit-Remaining-Requests", "0")
+	a = chat(t, c, params("hi", 20))
+	wantRefusal(t, a, "rate_limit_exceeded", "requests")
+	if !strings.Contains(a.msg, "Limit 4, Used 4") {
+		t.Errorf("message %q: want rpm used up", a.msg)
 	}
 }
 
@@ -310,6 +374,7 @@ func TestLimitTPM(t *testing.T) {
 	}
 	// Settled: the window now holds the real usage, not the reservations,
 	// and the next call's headers say what is left after its reservation.
+	finished(t, g, 8)
 	a := chat(t, c, p)
 	if a.status != 200 {
 		t.Fatalf("after settlement: status %d %s %s", a.status, a.code, a.msg)
@@ -336,13 +401,16 @@ func TestLimitQuota(t *testing.T) {
 	}
 	// Each call is settled at its 7 real tokens: calls go on until the
 	// next reservation no longer fits.
-	used := int64(14)
+	used, calls := int64(14), 5
 	for used+est <= quota {
+		finished(t, g, calls)
 		if a := chat(t, c, p); a.status != 200 {
 			t.Fatalf("with %d of %d tokens used: status %d %s", used, quota, a.status, a.msg)
 		}
 		used += 7
+		calls++
 	}
+	finished(t, g, calls)
 	a := chat(t, c, p)
 	wantRefusal(t, a, "insufficient_quota", "insufficient_quota")
 	if want := fmt.Sprintf("Limit %d, Used %d, Requested %d", quota, used, est); !strings.Contains(a.msg, want) {
@@ -369,14 +437,14 @@ func TestLimitBudgetSettlesStreams(t *testing.T) {
 		if a := stream(t, c, p); a.status != 200 {
 			t.Fatalf("stream: status %d %s", a.status, a.msg)
 		}
-		g.StatsLines(t, i+1)
+		finished(t, g, i+1)
 	}
 	// A cut stream: no usage came, the reservation stands.
 	g.Fake.SetBehavior(fakellm.Behavior{DropAfter: 2})
 	if a := stream(t, c, p); a.status != 200 {
 		t.Fatalf("cut stream: status %d %s: %s", a.status, a.code, a.msg)
 	}
-	g.StatsLines(t, 4)
+	finished(t, g, 4)
 	g.Fake.SetBehavior(fakellm.Behavior{})
 	// What is left is less than one more reservation.
 	a := stream(t, c, p)
@@ -415,6 +483,7 @@ func TestLimitTeamBudget(t *testing.T) {
 		if r := chat(t, c, p); r.status != 200 {
 			t.Fatalf("call %d: %d %s", i, r.status, r.msg)
 		}
+		finished(t, g, i+1)
 	}
 	for _, c := range []openai.Client{a, b} {
 		r := chat(t, c, p)
@@ -543,7 +612,7 @@ func TestLimitStoreErrors(t *testing.T) {
 		waitBack(spend, false)
 	})
 	t.Run("fail_closed", func(t *testing.T) {
-		g.Load(limitsSite(keys, store+"\n\t\ton_store_error fail_closed"))
+		reload(t, g, limitsSite(keys, store+"\n\t\ton_store_error fail_closed"))
 		r.Stop()
 		wantUnavailable(rate, "rate key, Redis down")
 		wantUnavailable(spend, "budget key, Redis down")
@@ -551,7 +620,7 @@ func TestLimitStoreErrors(t *testing.T) {
 		waitBack(rate, true)
 	})
 	t.Run("fail_open", func(t *testing.T) {
-		g.Load(limitsSite(keys, store+"\n\t\ton_store_error budget fail_open"))
+		reload(t, g, limitsSite(keys, store+"\n\t\ton_store_error budget fail_open"))
 		r.Stop()
 		wantServed(rate, "rate key, Redis down")
 		wantServed(spend, "budget key, Redis down")

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -185,7 +186,13 @@ func TestFailover(t *testing.T) {
 	if retried != 3 {
 		t.Fatalf("%d calls show a retry in {llm.attempts}, want 3", retried)
 	}
+	// A client has its whole answer a moment before the gateway counts the
+	// call as done.
 	view := upstreams(t, g)["m"]
+	for deadline := time.Now().Add(2 * time.Second); len(view) == 3 && view[0].InFlight+view[2].InFlight > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+		view = upstreams(t, g)["m"]
+	}
 	if len(view) != 3 || view[1].Healthy || view[1].CooldownWhy != "unhealthy" || view[1].RecentFails != 3 ||
 		view[1].LastError != "server_error (status 500)" || !view[0].Healthy || !view[2].Healthy || view[0].Requests+view[2].Requests != 50 {
 		t.Fatalf("view %+v", view)
@@ -324,7 +331,11 @@ func TestStreamBreaks(t *testing.T) {
 	if fakes[1].Count() != 1 {
 		t.Fatalf("a stream cut after its first token was retried: the backup got %d calls", fakes[1].Count())
 	}
-	if line := g.LastStats(t, 2); line["truncated"] != true || line["status"] != float64(200) {
+	lines := g.StatsLines(t, 2)
+	if first := lines[0]; first["attempts"] != float64(2) || first["truncated"] != nil || first["error_code"] != nil {
+		t.Fatalf("stats of the retried stream %v", first)
+	}
+	if line := lines[1]; line["truncated"] != true || line["status"] != float64(200) || line["error_code"] != "upstream_stream_broken" {
 		t.Fatalf("stats %v", line)
 	}
 }
@@ -351,7 +362,7 @@ func TestStreamIdle(t *testing.T) {
 	if s.Err() == nil || !strings.Contains(s.Err().Error(), "sent nothing for 300ms") {
 		t.Fatalf("SDK error %v", s.Err())
 	}
-	if line := g.LastStats(t, 2); line["truncated"] != true {
+	if line := g.LastStats(t, 2); line["truncated"] != true || line["error_code"] != "stream_idle_timeout" {
 		t.Fatalf("stats %v", line)
 	}
 }
@@ -382,6 +393,15 @@ func TestFallback(t *testing.T) {
 	}
 	if up, _ := fakes[2].LastRequest(); up.Model != "backup" {
 		t.Fatalf("the fallback's upstream was asked for %q", up.Model)
+	}
+	// The record: served by the fallback, priced at its price (3 prompt and
+	// 5 completion tokens at 1 and 2 USD per million), the failed tries named.
+	line := g.LastStats(t, 1)
+	retried, _ := line["retried"].([]any)
+	if line["model"] != "primary" || line["served_model"] != "backup" || line["attempts"] != float64(3) || len(retried) != 2 ||
+		!strings.HasPrefix(retried[0].(string), "primary@") || !strings.HasSuffix(retried[0].(string), " server_error") ||
+		math.Abs(line["cost"].(float64)-13e-6) > 1e-12 {
+		t.Fatalf("stats %v", line)
 	}
 
 	only := openai.NewClient(option.WithBaseURL(g.URL+"/v1"), option.WithAPIKey("sk-primary-only"), option.WithMaxRetries(0))
@@ -489,7 +509,7 @@ func TestTwoKeysTwoUpstreams(t *testing.T) {
 func TestReloadUnderStreams(t *testing.T) {
 	fakes, urls := fleet(t, 2)
 	fakes[0].SetBehavior(fakellm.Behavior{Status: 429, Header: map[string]string{"Retry-After": "60"}})
-	fakes[1].SetBehavior(fakellm.Behavior{Chunks: 10, ChunkDelay: 80 * time.Millisecond})
+	fakes[1].SetBehavior(fakellm.Behavior{Chunks: 10, ChunkDelay: 150 * time.Millisecond})
 	route := `		model m {
 ` + upstreamLines(urls...) + `			lb_policy first
 		}`
@@ -596,5 +616,24 @@ func TestActiveHealth(t *testing.T) {
 	time.Sleep(400 * time.Millisecond)
 	if v := upstreams(t, g)["m"][0]; v.Healthy || v.LastError != "health check: status 500" {
 		t.Fatalf("a failing health check brought the upstream back: %+v", v)
+	}
+}
+
+// TestCallTimeout: timeout bounds the whole call, tries and stream included.
+func TestCallTimeout(t *testing.T) {
+	fakes, urls := fleet(t, 1)
+	g := start(t, nil, routeSite(`		model m {
+`+upstreamLines(urls...)+`			timeout 500ms
+		}`))
+	fakes[0].SetBehavior(fakellm.Behavior{Latency: 5 * time.Second})
+	begin := time.Now()
+	_, err := routeClient(g).Chat.Completions.New(context.Background(), chat("m", "hi"))
+	if e := apiError(t, err, http.StatusGatewayTimeout); e.Code != "timeout" || time.Since(begin) > 2*time.Second {
+		t.Fatalf("%s after %v", e.RawJSON(), time.Since(begin))
+	}
+	fakes[0].SetBehavior(fakellm.Behavior{Chunks: 50, ChunkDelay: 50 * time.Millisecond})
+	status, _, body := rawStream(t, g, "m")
+	if status != 200 || !strings.Contains(body, "chunk1") || strings.Contains(body, "[DONE]") || !strings.Contains(body, `"code":"timeout"`) {
+		t.Fatalf("%d:\n%s", status, body)
 	}
 }

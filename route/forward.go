@@ -123,7 +123,17 @@ loop:
 			}
 		}
 	}
-	h.answerFailure(w, r, call, m, models, last)
+	outcome := OutcomeRateLimited // no try at all: every upstream is resting
+	if last != nil {
+		outcome = last.outcome
+	}
+	switch {
+	case r.Context().Err() != nil:
+		outcome = OutcomeClientGone
+	case errors.Is(context.Cause(ctx), errCallTimeout):
+		outcome = OutcomeCallTimeout
+	}
+	h.answerFailure(w, r, call, m, models, last, outcome)
 }
 
 // next returns the upstream for the model's next try, or nil when none is
@@ -369,14 +379,10 @@ func (h *Handler) logTry(call *llm.Call, t *try) {
 	}
 }
 
-// answerFailure answers a call whose every try failed, from its last try
-// (README "Retries and failover" has the table).
-func (h *Handler) answerFailure(w http.ResponseWriter, r *http.Request, call *llm.Call, m *Model, models []*Model, last *try) {
+// answerFailure answers a call whose every try failed, from the outcome of
+// its last try (README "Retries and failover" has the table).
+func (h *Handler) answerFailure(w http.ResponseWriter, r *http.Request, call *llm.Call, m *Model, models []*Model, last *try, outcome Outcome) {
 	var e *llm.Error
-	outcome := OutcomeRateLimited // no try at all: every upstream is resting
-	if last != nil {
-		outcome = last.outcome
-	}
 	switch outcome {
 	case OutcomeClientGone:
 		h.clientGone(call)
@@ -545,7 +551,11 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, call *llm.
 			zap.String("upstream", t.up.id),
 			zap.String("error_code", e.Code),
 			zap.Error(err))
-		_, _ = w.Write(errorEvent(e))
+		if se, ok := t.stream.(StreamErrorer); ok {
+			_, _ = w.Write(se.ErrorEvent(e))
+		} else {
+			_, _ = w.Write(errorEvent(e))
+		}
 		_ = rc.Flush()
 		return OutcomeTruncated
 	}

@@ -60,6 +60,14 @@ type Stream interface {
 	Next() (StreamEvent, error)
 }
 
+// StreamErrorer is implemented by streams whose client API ends a broken
+// stream otherwise than OpenAI's does (data: {"error":{...}}), e.g. an
+// Anthropic-format client's event: error. The handler sends ErrorEvent's
+// bytes as the stream's last event, and no end marker.
+type StreamErrorer interface {
+	ErrorEvent(e *llm.Error) []byte
+}
+
 // StreamEvent is one piece of a streamed response.
 type StreamEvent struct {
 	// Data is the bytes to send the client, whole SSE events in the

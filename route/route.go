@@ -26,7 +26,9 @@ func init() {
 
 // Catalog says which models the gateway serves and where. Catalogs are guest
 // modules in the llm.route namespace; llm.route.config holds models written
-// in the config.
+// in the config. A catalog provisions each model it serves with
+// Model.Provision and lets go of it with Model.Cleanup, which keeps the
+// upstreams' health and the policy's position shared across configs.
 type Catalog interface {
 	// Lookup returns the named model, or nil when the catalog lacks it.
 	Lookup(name string) *Model

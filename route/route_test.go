@@ -103,7 +103,7 @@ func TestCaddyfileErrors(t *testing.T) {
 			model m {
 				upstream nosuch http://x
 			}
-		}`, "unknown provider 'nosuch'; known providers: openai, at Testfile:3"},
+		}`, "unknown provider 'nosuch'; known providers: anthropic, azure, gemini, openai, at Testfile:3"},
 		{`llm_route {
 			model m {
 				upstream openai
@@ -352,6 +352,9 @@ func TestRoundRobin(t *testing.T) {
 func FuzzUnmarshalCaddyfile(f *testing.F) {
 	f.Add("llm_route {\n model m {\n upstream openai http://x k {\n model y\n header A b\n timeout 1s\n }\n }\n}")
 	f.Add("llm_route {\n max_body_size 1MB\n}")
+	f.Add("llm_route {\n model m {\n upstream openai http://x k {\n weight 2\n transport {\n dial_timeout 1s\n proxy none\n tls_insecure_skip_verify\n max_conns_per_host 4\n }\n }\n" +
+		" lb_policy least_conn\n lb_retries 1\n lb_try_duration 5s\n max_fails 2\n fail_duration 10s\n first_byte_timeout 2s\n" +
+		" stream_idle_timeout 3s\n timeout 1m\n health_uri /models\n health_interval 5s\n fallback a b\n price 1 2 0.5\n }\n}")
 	f.Fuzz(func(t *testing.T, src string) {
 		tokens, err := caddyfile.Tokenize([]byte(src), "Fuzzfile")
 		if err != nil {
@@ -399,5 +402,41 @@ func TestTimeout(t *testing.T) {
 	}
 	if fake.Cancelled() != 2 {
 		t.Fatalf("upstream cancelled %d requests, want 2", fake.Cancelled())
+	}
+}
+
+// BenchmarkServe measures a whole call through the handler, tries and
+// health bookkeeping included, against an in-process fake provider with
+// two upstreams.
+func BenchmarkServe(b *testing.B) {
+	var ups []string
+	for range 2 {
+		s := httptest.NewServer(&fakellm.Server{KeepRequests: -1})
+		b.Cleanup(s.Close)
+		ups = append(ups, `{"provider":{"name":"openai"},"url":"`+s.URL+`/v1"}`)
+	}
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	b.Cleanup(cancel)
+	mod, err := ctx.LoadModuleByID("http.handlers.llm_route", json.RawMessage(
+		`{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[`+strings.Join(ups, ",")+`]}]}]}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	h := mod.(*route.Handler)
+	for _, bc := range []struct{ name, body string }{
+		{"chat", `{"model":"m","messages":[{"role":"user","content":"hi"}]}`},
+		{"stream", `{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", strings.NewReader(bc.body))
+				r = caddyhttp.PrepareRequest(r, caddy.NewReplacer(), w, &caddyhttp.Server{})
+				if err := h.ServeHTTP(w, r, nil); err != nil || w.Code != 200 {
+					b.Fatalf("%v %d %s", err, w.Code, w.Body)
+				}
+			}
+		})
 	}
 }

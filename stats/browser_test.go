@@ -50,7 +50,7 @@ func chromium(t *testing.T, url string, extra ...string) []byte {
 // tables must be those of the calls sent. It also takes a screenshot and
 // checks that the charts were painted.
 func TestDashboardInChromium(t *testing.T) {
-	g, broken := startSite(t, "testquery")
+	g, broken := startSite(t, "memory")
 	sent := sendTraffic(t, g, broken)
 	waitForStats(t, g, sent.all.Requests)
 	// Chromium sends the URL's credentials to basic_auth.

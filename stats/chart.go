@@ -24,7 +24,7 @@ const (
 )
 
 // palette colors the series, in order of their size; the last is for the
-// "other" series that gathers the rest.
+// "all others" series that gathers the rest.
 var palette = []string{"#4f6bed", "#14a3b8", "#f2a20c", "#e0457b", "#2fa567", "#9a5cd6", "#ef7a35"}
 
 const otherColor = "#94a3b8"

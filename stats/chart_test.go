@@ -152,7 +152,7 @@ func countByte(s string, b byte) int {
 }
 
 // TestSeriesSet checks that the busiest groups get their own series, the
-// rest one "other", and that ratios are weighted by requests.
+// rest one "all others", and that ratios are weighted by requests.
 func TestSeriesSet(t *testing.T) {
 	var rows []Row
 	for i, g := range []string{"a", "b", "c", "d", "e", "f", "g", "h", "i"} {
@@ -160,7 +160,7 @@ func TestSeriesSet(t *testing.T) {
 	}
 	rows = append(rows, Row{Group: "a", Bucket: axis.Start.Add(time.Minute), Requests: 300, DurationAvg: 2})
 	s := newSeriesSet(rows, axis, displayName("model"))
-	if len(s.names) != len(palette)+1 || s.names[0] != "a" || s.names[len(palette)] != "other" {
+	if len(s.names) != len(palette)+1 || s.names[0] != "a" || s.names[len(palette)] != "all others" {
 		t.Fatalf("series %v", s.names)
 	}
 	sums := s.sums(func(r Row) float64 { return float64(r.Requests) })

@@ -68,9 +68,13 @@ func (d *Dashboard) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhtt
 		return caddyhttp.Error(http.StatusMethodNotAllowed,
 			fmt.Errorf("method %s not allowed: the dashboard answers GET", r.Method))
 	}
-	status, body, err := renderDashboard(r.Context(), r.URL.Query(), d.Title, false, time.Now())
+	rng, by, err := parsePageParams(r.URL.Query())
 	if err != nil {
 		return caddyhttp.Error(http.StatusBadRequest, err)
+	}
+	status, body, err := renderDashboard(r.Context(), rng, by, d.Title, false, time.Now())
+	if err != nil {
+		return caddyhttp.Error(http.StatusInternalServerError, err)
 	}
 	writePage(w, status, body)
 	return nil
@@ -87,9 +91,13 @@ func serveAdminDashboard(w http.ResponseWriter, r *http.Request) error {
 		w.Header().Set("Allow", "GET, HEAD")
 		return adminapi.Error(http.StatusMethodNotAllowed, "method %s not allowed: the dashboard answers GET", r.Method)
 	}
-	status, body, err := renderDashboard(r.Context(), r.URL.Query(), "", true, time.Now())
+	rng, by, err := parsePageParams(r.URL.Query())
 	if err != nil {
 		return adminapi.Error(http.StatusBadRequest, "%v", err)
+	}
+	status, body, err := renderDashboard(r.Context(), rng, by, "", true, time.Now())
+	if err != nil {
+		return err // Caddy's admin server answers it with a 500
 	}
 	writePage(w, status, body)
 	return nil
@@ -205,9 +213,8 @@ type page struct {
 	CSS    template.CSS
 	Ranges []choice
 	Splits []choice
-	// Range is the chosen range's name and RangeLabel its words; By is
-	// the chosen split.
-	Range, RangeLabel, By string
+	// RangeLabel is the chosen range in words; By is the chosen split.
+	RangeLabel, By string
 	// Notice explains an empty or failed page.
 	Notice string
 	// Source is the module that answered, e.g. llm.stats.memory.
@@ -266,18 +273,13 @@ type tableRow struct {
 	Health string
 }
 
-// renderDashboard draws the page for the query parameters v. It fails only
-// on bad parameters; a querier that is missing or fails gives a page that
-// says so, with the status to send.
-func renderDashboard(ctx context.Context, v url.Values, title string, onAdmin bool, now time.Time) (int, []byte, error) {
-	rng, by, err := parsePageParams(v)
-	if err != nil {
-		return 0, nil, err
-	}
+// renderDashboard draws the page for the range and split given, with the
+// status to send: a querier that is missing or fails gives a page that says
+// so. The error is the template's, a bug.
+func renderDashboard(ctx context.Context, rng dashboardRange, by, title string, onAdmin bool, now time.Time) (int, []byte, error) {
 	p := &page{
 		Title:      cmp.Or(title, "LLM gateway"),
 		CSS:        template.CSS(pageCSS),
-		Range:      rng.Name,
 		RangeLabel: rng.Label,
 		By:         by,
 		Generated:  now.UTC().Format("2006-01-02 15:04:05 UTC"),
@@ -304,6 +306,7 @@ func renderDashboard(ctx context.Context, v url.Values, title string, onAdmin bo
 		if m, ok := q.(caddy.Module); ok {
 			p.Source = string(m.CaddyModule().ID)
 		}
+		var err error
 		if d, err = queryDashboard(ctx, q, axis.Start, rng.Step, by); err != nil {
 			status = http.StatusInternalServerError
 			p.Notice = "The stats could not be read: " + err.Error()
@@ -313,8 +316,8 @@ func renderDashboard(ctx context.Context, v url.Values, title string, onAdmin bo
 
 	var buf bytes.Buffer
 	if err := pageTemplate.Execute(&buf, p); err != nil {
-		// The template is fixed and its data built here: a failure is a
-		// bug, which the page tests catch.
+		// The template is fixed and its data built here, so the page
+		// tests catch this.
 		return 0, nil, fmt.Errorf("drawing the dashboard: %w", err)
 	}
 	return status, buf.Bytes(), nil
@@ -379,6 +382,9 @@ func queryDashboard(ctx context.Context, q Querier, from time.Time, step time.Du
 		rows, err := q.Query(ctx, x.q)
 		if err != nil {
 			return dashboardData{}, fmt.Errorf("querying by %s: %w", cmp.Or(x.q.GroupBy, "total"), err)
+		}
+		for i := range rows {
+			rows[i] = saneRow(rows[i])
 		}
 		*x.dst = rows
 	}
@@ -474,7 +480,7 @@ func table(rows []Row, name func(string) string, limit int) []tableRow {
 }
 
 // seriesSet maps bucketed rows to chart series: the busiest groups each get
-// a series and a color, the rest share one "other" series.
+// a series and a color, the rest share one "all others" series.
 type seriesSet struct {
 	rows  []Row
 	axis  timeAxis
@@ -497,7 +503,7 @@ func newSeriesSet(rows []Row, axis timeAxis, name func(string) string) *seriesSe
 	s := &seriesSet{rows: rows, axis: axis, index: map[string]int{}}
 	for i, g := range groups {
 		if i == len(palette) && len(groups) > len(palette) {
-			s.names = append(s.names, "other")
+			s.names = append(s.names, "all others")
 		}
 		s.index[g] = min(i, len(palette))
 		if i < len(palette) {
@@ -566,6 +572,27 @@ func (s *seriesSet) empty(fill float64) []series {
 		}
 	}
 	return out
+}
+
+// maxSane bounds the numbers the page takes from a querier: no gateway
+// records more than 10^15 calls, tokens, dollars or seconds, and below it
+// sums and averages stay finite.
+const maxSane = 1e15
+
+// saneRow makes a querier's row safe to draw: numbers that are negative,
+// not finite or beyond maxSane (a broken third-party querier) become 0 or
+// maxSane, so that the page never shows NaN or draws outside its charts.
+func saneRow(r Row) Row {
+	for _, n := range []*int64{&r.Requests, &r.Errors, &r.PromptTokens, &r.CompletionTokens, &r.CachedTokens, &r.TotalTokens} {
+		*n = min(max(*n, 0), maxSane)
+	}
+	for _, f := range []*float64{&r.Cost, &r.DurationAvg, &r.DurationP50, &r.DurationP95, &r.TTFTAvg, &r.TTFTP50, &r.TTFTP95} {
+		if math.IsNaN(*f) {
+			*f = 0
+		}
+		*f = min(max(*f, 0), maxSane)
+	}
+	return r
 }
 
 // addRows adds b's totals to a; averages are weighted by requests, and

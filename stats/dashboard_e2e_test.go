@@ -49,7 +49,11 @@ func tileValue(t *testing.T, page, id string) string {
 // protection, headers, the empty page, the page with data, bad parameters
 // and the page without a querier.
 func TestDashboardServes(t *testing.T) {
-	g, broken := startSite(t, "testquery")
+	eachQuerier(t, testDashboardServes)
+}
+
+func testDashboardServes(t *testing.T, config, module string) {
+	g, broken := startSite(t, config)
 	dashboard := g.URL + "/dashboard"
 
 	if resp, _ := get(t, "GET", dashboard, ""); resp.StatusCode != http.StatusUnauthorized {
@@ -73,7 +77,7 @@ func TestDashboardServes(t *testing.T) {
 	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") || strings.Contains(csp, "script-src") {
 		t.Errorf("Content-Security-Policy %q should allow nothing but the page's style", csp)
 	}
-	for _, want := range []string{"<title>Team gateway · usage</title>", "No calls in this range yet", "No calls in this range.", "stats from llm.stats.testquery"} {
+	for _, want := range []string{"<title>Team gateway · usage</title>", "No calls in this range yet", "No calls in this range.", "stats from " + module} {
 		if !strings.Contains(page, want) {
 			t.Errorf("the empty page lacks %q", want)
 		}

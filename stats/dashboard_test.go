@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +24,7 @@ func (failingQuerier) Query(context.Context, Query) ([]Row, error) {
 // that says what failed, with a 500.
 func TestDashboardQuerierFails(t *testing.T) {
 	t.Cleanup(RegisterQuerier(failingQuerier{}, true))
-	status, body, err := renderDashboard(context.Background(), url.Values{}, "", false, time.Now())
+	status, body, err := renderDashboard(context.Background(), dashboardRanges[1], "model", "", false, time.Now())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,9 +36,18 @@ func TestDashboardQuerierFails(t *testing.T) {
 // cannedQuerier answers each query with rows computed once, so that the
 // benchmark measures the page, not the querier. (A pointer, since
 // RegisterQuerier compares queriers and maps are not comparable.)
-type cannedQuerier struct{ rows map[Query][]Row }
+type cannedQuerier struct {
+	rows map[Query][]Row
+	// all, when set, answers every query.
+	all []Row
+}
 
-func (c *cannedQuerier) Query(_ context.Context, q Query) ([]Row, error) { return c.rows[q], nil }
+func (c *cannedQuerier) Query(_ context.Context, q Query) ([]Row, error) {
+	if c.all != nil {
+		return c.all, nil
+	}
+	return c.rows[q], nil
+}
 
 // BenchmarkDashboard draws the 24-hour page for a busy gateway: 20 models,
 // 200 users and keys, 5 upstreams, a call every few seconds.
@@ -68,9 +77,36 @@ func BenchmarkDashboard(b *testing.B) {
 	b.Cleanup(RegisterQuerier(canned, true))
 	b.ReportAllocs()
 	for b.Loop() {
-		status, body, err := renderDashboard(context.Background(), url.Values{"range": {rng.Name}}, "", false, now)
+		status, body, err := renderDashboard(context.Background(), rng, "model", "", false, now)
 		if err != nil || status != http.StatusOK || len(body) == 0 {
 			b.Fatalf("status %d, %v", status, err)
 		}
 	}
+}
+
+// FuzzDashboardRows draws the page from whatever a querier might answer:
+// any groups, buckets in or out of range, negative, huge or NaN numbers.
+// The page must draw, with finite coordinates only.
+func FuzzDashboardRows(f *testing.F) {
+	f.Add("gpt-4o", int64(30), int64(3), int64(1), int64(120), 0.25, 1.5)
+	f.Add("", int64(-5), int64(-1), int64(0), int64(-7), -1.0, math.NaN())
+	f.Add("<script>", int64(1e6), int64(1<<62), int64(1<<62), int64(1<<62), math.Inf(1), math.Inf(-1))
+	now := time.Date(2026, 3, 4, 12, 30, 0, 0, time.UTC)
+	f.Fuzz(func(t *testing.T, group string, minutesAgo, requests, errors, tokens int64, cost, duration float64) {
+		row := Row{Group: group, Bucket: now.Add(-time.Duration(minutesAgo) * time.Minute).Truncate(time.Minute),
+			Requests: requests, Errors: errors, PromptTokens: tokens, TotalTokens: tokens, Cost: cost,
+			DurationAvg: duration, DurationP95: duration, TTFTAvg: duration}
+		q := &cannedQuerier{rows: map[Query][]Row{}}
+		q.all = []Row{row, row}
+		t.Cleanup(RegisterQuerier(q, true))
+		status, body, err := renderDashboard(context.Background(), dashboardRanges[0], "user", "", true, now)
+		if err != nil || status != http.StatusOK {
+			t.Fatalf("status %d, %v", status, err)
+		}
+		for _, bad := range []string{"NaN", "Inf", "<script"} {
+			if strings.Contains(string(body), bad) {
+				t.Fatalf("the page has %q", bad)
+			}
+		}
+	})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"path/filepath"
 	"regexp"
@@ -15,6 +16,7 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
 	"github.com/llmoneapi/llmoneapi/internal/directive"
@@ -36,6 +38,7 @@ const (
 	maxDBBatchSize           = 1000
 	usageComponent           = "stats_usage"
 	replayRetryMin, retryMax = 250 * time.Millisecond, 5 * time.Second
+	connectTimeout           = 5 * time.Second
 )
 
 // Database is a stats recorder that keeps one row per call in SQLite or
@@ -46,6 +49,8 @@ const (
 // When the database is down or slower than write_timeout, records go to a
 // local append-only spool file and are written, in order, once it answers
 // again (also after a restart: a spool left behind is replayed at start).
+// A PostgreSQL server that is down at start does not fail the config: the
+// recorder spools and connects in the background.
 // The request id is the table's key and every INSERT skips ids already
 // stored, so a batch that timed out but did commit is never counted twice.
 // Records are dropped only when the spool is full; they are then counted
@@ -216,7 +221,10 @@ type storeSettings struct {
 // usageStore is one usage table, its spool and the loops that replay the
 // spool and apply the retention. It lives in the stores pool.
 type usageStore struct {
-	db       *sqldb.DB
+	dialect, dsn string
+	display      string // the DSN for logs, without a password
+	// db is nil until the database first answers.
+	db       atomic.Pointer[sqldb.DB]
 	table    string
 	insert   string // the INSERT's text up to VALUES
 	spool    *spool
@@ -284,35 +292,42 @@ CREATE INDEX {t}_model ON {t} (model, start_unix_ms)`)
 	return []sqldb.Migration{{SQLite: create("INTEGER", "REAL"), Postgres: create("BIGINT", "DOUBLE PRECISION")}}
 }
 
+// openUsageStore opens the spool and connects to the database. A
+// PostgreSQL server that does not answer is an outage, not a config error:
+// the store starts with the spool alone and connects in the background, so
+// that a gateway restarted during an outage still serves and records.
 func openUsageStore(ctx caddy.Context, dialect, dsn, table, spoolPath string, logger *zap.Logger) (*usageStore, error) {
-	db, err := sqldb.Open(ctx, dialect, dsn)
-	if err != nil {
-		return nil, err
-	}
-	component := usageComponent
-	if table != DefaultUsageTable {
-		component += ":" + table
-	}
-	if err := db.Migrate(ctx, component, usageMigrations(table)); err != nil {
-		sqldb.Release(db)
-		return nil, err
+	if dialect == sqldb.Postgres {
+		if _, err := pgx.ParseConfig(dsn); err != nil {
+			return nil, fmt.Errorf("bad PostgreSQL URL: %w", err)
+		}
 	}
 	sp, err := openSpool(spoolPath, DefaultSpoolSize)
 	if err != nil {
-		sqldb.Release(db)
 		return nil, err
 	}
 	s := &usageStore{
-		db:     db,
-		table:  table,
-		insert: "INSERT INTO " + table + " (" + strings.Join(usageColumns, ", ") + ") VALUES ",
-		spool:  sp,
-		logger: logger,
-		wake:   make(chan struct{}, 1),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		dialect: dialect,
+		dsn:     dsn,
+		display: (&sqldb.DB{Name: dsn}).Display(),
+		table:   table,
+		insert:  "INSERT INTO " + table + " (" + strings.Join(usageColumns, ", ") + ") VALUES ",
+		spool:   sp,
+		logger:  logger,
+		wake:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		done:    make(chan struct{}),
 	}
 	s.settings.Store(&storeSettings{batch: DefaultDBBatchSize, writeTimeout: DefaultDBWriteTimeout})
+	if err := s.connect(ctx); err != nil {
+		if dialect != sqldb.Postgres {
+			sp.close()
+			return nil, err
+		}
+		s.down.Store(true)
+		logger.Error("stats database unavailable at start; spooling records until it answers",
+			zap.String("database", s.display), zap.String("spool", spoolPath), zap.Error(err))
+	}
 	if sp.pending() {
 		logger.Info("replaying the stats spool left from an earlier run", zap.String("spool", spoolPath), zap.Int64("bytes", sp.size))
 	}
@@ -323,13 +338,35 @@ func openUsageStore(ctx caddy.Context, dialect, dsn, table, spoolPath string, lo
 	return s, nil
 }
 
+// connect opens the database and brings the table's schema up to date.
+func (s *usageStore) connect(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
+	db, err := sqldb.Open(ctx, s.dialect, s.dsn)
+	if err != nil {
+		return err
+	}
+	component := usageComponent
+	if s.table != DefaultUsageTable {
+		component += ":" + s.table
+	}
+	if err := db.Migrate(ctx, component, usageMigrations(s.table)); err != nil {
+		sqldb.Release(db)
+		return err
+	}
+	s.db.Store(db)
+	return nil
+}
+
 // Destruct stops the loops and closes the store. What is still spooled
 // stays in the file for the next start.
 func (s *usageStore) Destruct() error {
 	close(s.stop)
 	s.cancel()
 	<-s.done
-	sqldb.Release(s.db)
+	if db := s.db.Load(); db != nil {
+		sqldb.Release(db)
+	}
 	return s.spool.close()
 }
 
@@ -346,7 +383,7 @@ func (s *usageStore) kick() {
 func (s *usageStore) write(ctx context.Context, calls []llm.Call) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.spool.pending() {
+	if !s.spool.pending() && s.db.Load() != nil {
 		err := s.insertRows(ctx, calls)
 		if err == nil {
 			s.up()
@@ -356,7 +393,7 @@ func (s *usageStore) write(ctx context.Context, calls []llm.Call) error {
 	}
 	if err := s.spool.append(calls); err != nil {
 		s.logger.Error("stats records dropped: the database is unavailable and its spool is full",
-			zap.String("database", s.db.Display()), zap.String("spool", s.spool.path), zap.Error(err))
+			zap.String("database", s.display), zap.String("spool", s.spool.path), zap.Error(err))
 		return err
 	}
 	s.kick()
@@ -366,22 +403,26 @@ func (s *usageStore) write(ctx context.Context, calls []llm.Call) error {
 func (s *usageStore) failing(err error) {
 	if !s.down.Swap(true) {
 		s.logger.Warn("stats database unavailable; spooling records until it is back",
-			zap.String("database", s.db.Display()), zap.String("spool", s.spool.path), zap.Error(err))
+			zap.String("database", s.display), zap.String("spool", s.spool.path), zap.Error(err))
 	}
 }
 
 func (s *usageStore) up() {
 	if s.down.Swap(false) {
-		s.logger.Info("stats database is back; spooled records written", zap.String("database", s.db.Display()))
+		s.logger.Info("stats database is back; spooled records written", zap.String("database", s.display))
 	}
 }
 
 // insertRows writes calls in one transaction, rows whose request id is
 // already stored skipped, within the write timeout.
 func (s *usageStore) insertRows(ctx context.Context, calls []llm.Call) error {
+	db := s.db.Load()
+	if db == nil {
+		return errors.New("writing usage rows: not connected yet")
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.settings.Load().writeTimeout)
 	defer cancel()
-	tx, err := s.db.BeginTx(ctx, nil)
+	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("writing usage rows: %w", err)
 	}
@@ -403,7 +444,7 @@ func (s *usageStore) insertRows(ctx context.Context, calls []llm.Call) error {
 			args = appendUsageRow(args, &part[i])
 		}
 		q.WriteString(" ON CONFLICT (request_id) DO NOTHING")
-		if _, err := tx.ExecContext(ctx, s.db.Rebind(q.String()), args...); err != nil {
+		if _, err := tx.ExecContext(ctx, db.Rebind(q.String()), args...); err != nil {
 			return fmt.Errorf("writing usage rows: %w", err)
 		}
 	}
@@ -446,7 +487,13 @@ func (s *usageStore) loop(ctx context.Context) {
 	defer tick.Stop()
 	for {
 		wait := time.Duration(0)
-		if s.spool.pending() {
+		if s.db.Load() == nil {
+			if err := s.connect(ctx); err != nil {
+				wait = retry
+				retry = min(2*retry, retryMax)
+			}
+		}
+		if s.db.Load() != nil && s.spool.pending() {
 			if err := s.replay(ctx); err != nil {
 				s.failing(err)
 				wait = retry
@@ -484,30 +531,43 @@ func (s *usageStore) loop(ctx context.Context) {
 // replay writes the spooled records in order, a batch at a time, until
 // the spool is empty or a write fails.
 func (s *usageStore) replay(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for s.spool.pending() {
+	for {
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
-		calls, end, bad, err := s.spool.next(s.settings.Load().batch)
+		done, err := s.replayBatch(ctx)
 		if err != nil {
 			return err
 		}
-		if bad > 0 {
-			s.logger.Error("stats spool lines unreadable; skipped", zap.String("spool", s.spool.path), zap.Int("lines", bad))
-		}
-		if len(calls) > 0 {
-			if err := s.insertRows(ctx, calls); err != nil {
-				return err
-			}
-		}
-		if err := s.spool.commit(end); err != nil {
-			return err
+		if done {
+			s.up()
+			return nil
 		}
 	}
-	s.up()
-	return nil
+}
+
+// replayBatch writes the next batch of the spool, holding the write lock
+// for that batch only, so that the worker's own writes (which go to the
+// spool's end meanwhile) are not held up by a long replay.
+func (s *usageStore) replayBatch(ctx context.Context) (done bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.spool.pending() {
+		return true, nil
+	}
+	calls, end, bad, err := s.spool.next(s.settings.Load().batch)
+	if err != nil {
+		return false, err
+	}
+	if bad > 0 {
+		s.logger.Error("stats spool lines unreadable; skipped", zap.String("spool", s.spool.path), zap.Int("lines", bad))
+	}
+	if len(calls) > 0 {
+		if err := s.insertRows(ctx, calls); err != nil {
+			return false, err
+		}
+	}
+	return false, s.spool.commit(end)
 }
 
 // purge deletes the rows older than the retention.
@@ -515,10 +575,14 @@ func (s *usageStore) purge(ctx context.Context, retention time.Duration) {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
 	cutoff := time.Now().Add(-retention).UnixMilli()
-	res, err := s.db.ExecContext(ctx, s.db.Rebind("DELETE FROM "+s.table+" WHERE start_unix_ms < ?"), cutoff)
+	db := s.db.Load()
+	if db == nil {
+		return
+	}
+	res, err := db.ExecContext(ctx, db.Rebind("DELETE FROM "+s.table+" WHERE start_unix_ms < ?"), cutoff)
 	if err != nil {
 		if ctx.Err() == nil {
-			s.logger.Warn("deleting old usage rows failed", zap.String("database", s.db.Display()), zap.Error(err))
+			s.logger.Warn("deleting old usage rows failed", zap.String("database", s.display), zap.Error(err))
 		}
 		return
 	}
@@ -538,7 +602,10 @@ func (d *Database) Query(ctx context.Context, q Query) ([]Row, error) {
 	if !ok {
 		return nil, fmt.Errorf("cannot group by '%s': use model, user, key or upstream", q.GroupBy)
 	}
-	db := d.store.db
+	db := d.store.db.Load()
+	if db == nil {
+		return nil, fmt.Errorf("querying usage: the database %s has not answered yet", d.store.display)
+	}
 	bucket := "0"
 	var args []any
 	if q.Bucket > 0 {

@@ -46,8 +46,8 @@ func newDatabase(t testing.TB, config map[string]any) *Database {
 	d := mod.(*Database)
 	t.Cleanup(func() {
 		if d.Dialect == sqldb.Postgres {
-			_, _ = d.store.db.Exec("DROP TABLE " + d.Table)
-			_, _ = d.store.db.Exec(d.store.db.Rebind("DELETE FROM llm_schema_migrations WHERE component = ?"), usageComponent+":"+d.Table)
+			_, _ = d.store.db.Load().Exec("DROP TABLE " + d.Table)
+			_, _ = d.store.db.Load().Exec(d.store.db.Load().Rebind("DELETE FROM llm_schema_migrations WHERE component = ?"), usageComponent+":"+d.Table)
 		}
 		cancel()
 	})
@@ -87,7 +87,7 @@ func TestDatabaseStoresEveryColumn(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			db := d.store.db
+			db := d.store.db.Load()
 			var n int
 			if err := db.QueryRow("SELECT COUNT(*) FROM " + d.Table).Scan(&n); err != nil || n != 1 {
 				t.Fatalf("rows = %d (%v), want 1", n, err)
@@ -175,7 +175,7 @@ func TestDatabaseRetention(t *testing.T) {
 	}
 	d.store.purge(context.Background(), time.Hour)
 	var ids []string
-	rows, err := d.store.db.Query("SELECT request_id FROM " + d.Table)
+	rows, err := d.store.db.Load().Query("SELECT request_id FROM " + d.Table)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -213,7 +213,7 @@ func TestSpoolReplayedAtStart(t *testing.T) {
 		time.Sleep(10 * time.Millisecond)
 	}
 	var n int
-	if err := d.store.db.QueryRow("SELECT COUNT(*) FROM " + d.Table + " WHERE request_id IN ('s-1', 's-2')").Scan(&n); err != nil || n != 2 {
+	if err := d.store.db.Load().QueryRow("SELECT COUNT(*) FROM " + d.Table + " WHERE request_id IN ('s-1', 's-2')").Scan(&n); err != nil || n != 2 {
 		t.Fatalf("replayed rows = %d (%v), want 2", n, err)
 	}
 	if info, _ := os.Stat(path); info.Size() != 0 {
@@ -340,4 +340,60 @@ func FuzzSpool(f *testing.F) {
 			t.Errorf("the record appended last read back as %+v", last)
 		}
 	})
+}
+
+func TestDatabaseBadConfigFailsAtLoad(t *testing.T) {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	for config, want := range map[string]string{
+		`{"dialect":"postgres","dsn":"postgres://u@h:port/db"}`:               "bad PostgreSQL URL",
+		`{"dialect":"mysql","dsn":"x"}`:                                       "unknown store 'mysql'",
+		`{"dialect":"sqlite","dsn":""}`:                                       "no sqlite path or URL given",
+		`{"dialect":"sqlite","dsn":"u.db","table":"Bad"}`:                     "bad table name 'Bad'",
+		`{"dialect":"sqlite","dsn":"u.db","batch_size":5000}`:                 "batch_size 5000 out of range",
+		`{"dialect":"sqlite","dsn":"/proc/nope/u.db","spool":"/proc/nope/s"}`: "spool",
+	} {
+		_, err := ctx.LoadModuleByID("llm.stats.database", json.RawMessage(config))
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: err = %v, want %q", config, err, want)
+		}
+	}
+}
+
+// TestDatabaseSlowWritesSpool: while another session holds the table
+// locked, writes time out into the spool without holding the worker up,
+// and are written once the lock goes.
+func TestDatabaseSlowWritesSpool(t *testing.T) {
+	d := newDatabase(t, map[string]any{"dialect": "postgres", "dsn": testPostgres, "table": uniqueTable(t), "write_timeout": "200ms"})
+	db := d.store.db.Load()
+	lock, err := db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.Exec("LOCK TABLE " + d.Table + " IN ACCESS EXCLUSIVE MODE"); err != nil {
+		t.Fatal(err)
+	}
+	start := time.Now()
+	for i := range 3 {
+		if err := d.RecordBatch(context.Background(), []llm.Call{sampleCall(fmt.Sprint("slow-", i), time.Now())}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("three writes to a locked table took %v with a 200ms write timeout", took)
+	}
+	if !d.store.spool.pending() {
+		t.Fatal("nothing spooled while the table was locked")
+	}
+	_ = lock.Rollback()
+
+	deadline := time.Now().Add(10 * time.Second)
+	var n int
+	for time.Now().Before(deadline) {
+		if err := db.QueryRow("SELECT COUNT(*) FROM " + d.Table).Scan(&n); err == nil && n == 3 && !d.store.spool.pending() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("%d rows after the lock went, want 3 (spool pending: %v)", n, d.store.spool.pending())
 }

@@ -13,7 +13,6 @@ import (
 
 	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/caddyauth"
 	"github.com/openai/openai-go/v3"
-	"github.com/openai/openai-go/v3/option"
 
 	"github.com/llmoneapi/llmoneapi/internal/fakellm"
 	"github.com/llmoneapi/llmoneapi/internal/llmtest"
@@ -76,6 +75,30 @@ const (
 // prices are the site's, in USD per million tokens (input, output).
 var prices = map[string][2]float64{"gpt-4o-mini": {0.15, 0.60}, "gpt-4o": {2.5, 10}, "flaky": {0, 0}}
 
+// queriers are the recorders the stats API and the dashboard are tested
+// against: a name, the module that answers, and the recorder's line in
+// llm_stats (made per test, for a PostgreSQL table of its own). The tests'
+// own querier adds up the calls the obvious way; the real ones must agree.
+var queriers = []struct {
+	name, module string
+	config       func(t *testing.T) string
+}{
+	{"testquery", "llm.stats.testquery", func(*testing.T) string { return "testquery" }},
+	{"memory", "llm.stats.memory", func(*testing.T) string { return "memory" }},
+	{"sqlite", "llm.stats.database", func(*testing.T) string { return "database sqlite {TMP}/stats.db" }},
+	{"postgres", "llm.stats.database", func(t *testing.T) string {
+		_, table := postgresTable(t)
+		return "database postgres " + llmtest.PostgresDSN + " {\n\t\t\t\ttable " + table + "\n\t\t\t}"
+	}},
+}
+
+// eachQuerier runs test once per querier, as a subtest.
+func eachQuerier(t *testing.T, test func(t *testing.T, config, module string)) {
+	for _, q := range queriers {
+		t.Run(q.name, func(t *testing.T) { test(t, q.config(t), q.module) })
+	}
+}
+
 // startSite runs the site with the recorder given and returns the gateway
 // and the host of its broken upstream.
 func startSite(t *testing.T, recorder string) (*llmtest.Gateway, string) {
@@ -137,10 +160,7 @@ func sendTraffic(t *testing.T, g *llmtest.Gateway, broken string) *traffic {
 	upstream := strings.TrimSuffix(strings.TrimPrefix(g.Upstream, "http://"), "/v1")
 	tr := &traffic{groups: map[string]map[string]*totals{}}
 	ctx := context.Background()
-	client := func(key string) openai.Client {
-		return openai.NewClient(option.WithBaseURL(g.URL+"/v1"), option.WithAPIKey(key), option.WithMaxRetries(0))
-	}
-	alice, bob := client("sk-alice-0123456789"), client("sk-bob-0123456789")
+	alice, bob := llmtest.OpenAI(g.URL, "sk-alice-0123456789"), llmtest.OpenAI(g.URL, "sk-bob-0123456789")
 	chat := func(c openai.Client, user, key, model, prompt string) {
 		resp, err := c.Chat.Completions.New(ctx, openai.ChatCompletionNewParams{
 			Model:    model,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -185,5 +186,28 @@ func TestLogThroughHandler(t *testing.T) {
 	waitCount(t, "log", "ok", ok+1)
 	if logs.Len() != 1 || logs.All()[0].ContextMap()["status"] != int64(200) {
 		t.Errorf("lines = %v", logs.All())
+	}
+}
+
+// BenchmarkLogRecord is the log recorder's cost per record, encoding JSON
+// lines to nowhere.
+func BenchmarkLogRecord(b *testing.B) {
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	mod, err := ctx.LoadModuleByID("llm.stats.log", json.RawMessage(`{}`))
+	if err != nil {
+		b.Fatal(err)
+	}
+	l := mod.(*Log)
+	l.logger = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zapcore.InfoLevel))
+	c := llm.Call{
+		ID: "0b7b2c1e-5a4f-4b7e-9f3a-1c2d3e4f5a6b", Model: "gpt-4o-mini", ServedModel: "gpt-4o-mini",
+		Identity: &llm.Identity{User: "alice", KeyID: "k1"}, Provider: "openai", Upstream: "api.openai.com",
+		Status: 200, Usage: llm.Usage{PromptTokens: 10, CompletionTokens: 20, TotalTokens: 30}, Cost: 0.001,
+		Attempts: []llm.Attempt{{Upstream: "a.example", Outcome: "timeout"}, {Upstream: "api.openai.com", Outcome: "ok"}},
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = l.Record(context.Background(), c)
 	}
 }

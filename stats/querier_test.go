@@ -151,8 +151,8 @@ func (t *TestQuerier) Cleanup() error {
 }
 
 // Record implements Recorder.
-func (t *TestQuerier) Record(_ context.Context, c *llm.Call) error {
-	t.log.Add(*c)
+func (t *TestQuerier) Record(_ context.Context, c llm.Call) error {
+	t.log.Add(c)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -29,8 +30,11 @@ var drainTimeout = 5 * time.Second
 type worker struct {
 	name  string
 	queue chan llm.Call
-	// current is the recorder of the newest config using this worker.
-	current atomic.Pointer[target]
+	// current is the recorder of the newest config using this worker,
+	// the last of targets (guarded by targetsMu).
+	current   atomic.Pointer[target]
+	targetsMu sync.Mutex
+	targets   []*target
 	// batch is the most records per RecordBatch call, interval how long the
 	// first of them waits for more; batch < 2 means Record one at a time.
 	batch    int
@@ -60,22 +64,43 @@ type target struct {
 }
 
 // acquireWorker returns the worker for key, starting it if no config uses
-// it yet, and points it at rec. Each call is matched by a workers.Delete(key).
-func acquireWorker(key, name string, rec Recorder, queueSize int, logger *zap.Logger) (*worker, error) {
-	v, loaded, err := workers.LoadOrNew(key, func() (caddy.Destructor, error) {
-		return newWorker(name, rec, queueSize, logger), nil
+// it yet, and points it at rec. Each call is matched by a releaseWorker
+// with the same target.
+func acquireWorker(key, name string, rec Recorder, queueSize int, logger *zap.Logger) (*worker, *target, error) {
+	t := &target{rec, logger}
+	v, _, err := workers.LoadOrNew(key, func() (caddy.Destructor, error) {
+		return newWorker(name, rec, queueSize), nil
 	})
 	if err != nil {
-		return nil, fmt.Errorf("starting stats recorder %s: %w", name, err)
+		return nil, nil, fmt.Errorf("starting stats recorder %s: %w", name, err)
 	}
 	w := v.(*worker)
-	if loaded {
-		w.current.Store(&target{rec, logger})
-	}
-	return w, nil
+	w.targetsMu.Lock()
+	w.targets = append(w.targets, t)
+	w.current.Store(t)
+	w.targetsMu.Unlock()
+	return w, t, nil
 }
 
-func newWorker(name string, rec Recorder, queueSize int, logger *zap.Logger) *worker {
+// releaseWorker lets go of the worker for key, acquired with t: the
+// worker goes back to the recorder of the newest config still using it
+// (a config that failed to load gives the worker back to the running
+// one), and stops when none is left.
+func releaseWorker(key string, w *worker, t *target) error {
+	w.targetsMu.Lock()
+	if i := slices.Index(w.targets, t); i >= 0 && len(w.targets) > 1 {
+		w.targets = slices.Delete(w.targets, i, i+1)
+		w.current.Store(w.targets[len(w.targets)-1])
+	}
+	w.targetsMu.Unlock()
+	// The last target stays current, for the drain.
+	if _, err := workers.Delete(key); err != nil {
+		return fmt.Errorf("stopping stats recorder %s: %w", w.name, err)
+	}
+	return nil
+}
+
+func newWorker(name string, rec Recorder, queueSize int) *worker {
 	w := &worker{
 		name:    name,
 		queue:   make(chan llm.Call, queueSize),
@@ -89,7 +114,6 @@ func newWorker(name string, rec Recorder, queueSize int, logger *zap.Logger) *wo
 	if b, ok := rec.(BatchRecorder); ok {
 		w.batch, w.interval = b.Batch()
 	}
-	w.current.Store(&target{rec, logger})
 	// Recorders get a context of their own: Caddy cancels the config's
 	// context before Cleanup runs, and the worker outlives the config.
 	ctx, cancel := context.WithCancel(context.Background())

@@ -75,7 +75,7 @@ func (b *batchRecorder) Spool(c llm.Call) error {
 }
 
 func batchOf(h *Handler, i int) *batchRecorder {
-	return h.workers[i].current.Load().rec.(*batchRecorder)
+	return h.targets[i].rec.(*batchRecorder)
 }
 
 func receiveBatch(t *testing.T, b *batchRecorder) []llm.Call {
@@ -303,5 +303,28 @@ func BenchmarkHandOff(b *testing.B) {
 		for _, w := range h.workers {
 			w.send(rec)
 		}
+	}
+}
+
+// TestFailedReloadGivesWorkerBack: a config that fails to load after its
+// llm_stats was provisioned is cleaned up, and the worker goes back to
+// the running config's recorder.
+func TestFailedReloadGivesWorkerBack(t *testing.T) {
+	running, _ := newHandler(t, `{"recorders":[{"recorder":"testrec"}]}`)
+	failed, _ := newHandler(t, `{"recorders":[{"recorder":"testrec"}]}`)
+	if recorderOf(t, running, 0) == recorderOf(t, failed, 0) || running.workers[0] != failed.workers[0] {
+		t.Fatal("want one worker with two recorders")
+	}
+	if err := failed.Cleanup(); err != nil { // Caddy cleans up the config that failed
+		t.Fatal(err)
+	}
+	if _, err := serve(running, next(200, "")); err != nil {
+		t.Fatal(err)
+	}
+	if c := receive(t, recorderOf(t, running, 0)); c.Status != 200 {
+		t.Errorf("record = %+v", c)
+	}
+	if got := recorderOf(t, running, 0); got != running.workers[0].current.Load().rec {
+		t.Error("the worker still points at the failed config's recorder")
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,7 +18,6 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/metrics" // the admin endpoint's /metrics
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/openai/openai-go/v3"
-	"github.com/openai/openai-go/v3/option"
 
 	"github.com/llmoneapi/llmoneapi/internal/llmtest"
 	"github.com/llmoneapi/llmoneapi/stats"
@@ -49,9 +47,7 @@ func site(recorders string) string {
 `
 }
 
-func client(g *llmtest.Gateway) openai.Client {
-	return openai.NewClient(option.WithBaseURL(g.URL+"/v1"), option.WithAPIKey("sk-e2e-alice"), option.WithMaxRetries(0))
-}
+func client(g *llmtest.Gateway) openai.Client { return llmtest.OpenAI(g.URL, "sk-e2e-alice") }
 
 // tally counts the requests a load sent and the answers it got.
 type tally struct {
@@ -149,80 +145,6 @@ func checkNothingLost(t *testing.T, g *llmtest.Gateway, db *sql.DB, table string
 	}
 }
 
-// tcpProxy stands between the gateway and PostgreSQL so that a test can
-// cut the database off (every connection closed, new ones refused) and
-// restore it, without stopping the PostgreSQL others use.
-type tcpProxy struct {
-	ln     net.Listener
-	target string
-	mu     sync.Mutex
-	down   bool
-	conns  map[net.Conn]bool
-}
-
-func startProxy(t *testing.T, target string) *tcpProxy {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	p := &tcpProxy{ln: ln, target: target, conns: map[net.Conn]bool{}}
-	go p.serve()
-	t.Cleanup(func() {
-		ln.Close()
-		p.cut()
-	})
-	return p
-}
-
-func (p *tcpProxy) port() int { return p.ln.Addr().(*net.TCPAddr).Port }
-
-func (p *tcpProxy) serve() {
-	for {
-		c, err := p.ln.Accept()
-		if err != nil {
-			return
-		}
-		p.mu.Lock()
-		if p.down {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		up, err := net.Dial("tcp", p.target)
-		if err != nil {
-			p.mu.Unlock()
-			c.Close()
-			continue
-		}
-		p.conns[c], p.conns[up] = true, true
-		p.mu.Unlock()
-		go pipe(c, up)
-		go pipe(up, c)
-	}
-}
-
-func pipe(dst, src net.Conn) {
-	_, _ = io.Copy(dst, src)
-	dst.Close()
-	src.Close()
-}
-
-func (p *tcpProxy) cut() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = true
-	for c := range p.conns {
-		c.Close()
-	}
-	clear(p.conns)
-}
-
-func (p *tcpProxy) restore() {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = false
-}
-
 var tableSeq atomic.Int64
 
 // postgresTable names a table of its own for the test and drops it after.
@@ -240,34 +162,40 @@ func postgresTable(t *testing.T) (*sql.DB, string) {
 	return db, table
 }
 
-// TestDatabaseSurvivesPostgresOutage cuts PostgreSQL off in the middle of
-// a load of concurrent requests and brings it back: every request still
-// gets its row, written from the spool once the database is back.
-func TestDatabaseSurvivesPostgresOutage(t *testing.T) {
+// TestDatabaseSurvivesPostgresOutages starts the gateway while PostgreSQL
+// is cut off, brings it back, then cuts it off again in the middle of a
+// load of concurrent requests and brings it back: every request still gets
+// its row, written from the spool once the database answers.
+func TestDatabaseSurvivesPostgresOutages(t *testing.T) {
 	db, table := postgresTable(t)
-	proxy := startProxy(t, "127.0.0.1:5432")
+	proxy := llmtest.StartProxy(t, "127.0.0.1:5432")
+	proxy.Cut()
 	spool := filepath.Join(t.TempDir(), "spool.jsonl")
-	g := llmtest.Start(t, nil, site(fmt.Sprintf(`		database postgres postgres://postgres@127.0.0.1:%d/test?sslmode=disable {
+	g := llmtest.Start(t, nil, site(fmt.Sprintf(`		database postgres postgres://postgres@%s/test?sslmode=disable {
 			table %s
 			write_timeout 1s
 			flush_interval 20ms
 			spool %s
-		}`, proxy.port(), table, spool)))
+		}`, proxy.Addr(), table, spool)))
 
 	stop := make(chan struct{})
 	l := load(g, 8, 0, stop)
-	time.Sleep(400 * time.Millisecond)
-	proxy.cut()
-	time.Sleep(1500 * time.Millisecond)
-	during := l.sent.Load()
-	if info, err := os.Stat(spool); err != nil || info.Size() == 0 {
-		t.Errorf("the spool is empty during the outage (%v)", err)
+	spooled := func(when string) {
+		if info, err := os.Stat(spool); err != nil || info.Size() == 0 {
+			t.Errorf("the spool is empty %s (%v)", when, err)
+		}
 	}
-	proxy.restore()
+	time.Sleep(500 * time.Millisecond)
+	spooled("with the database down at start")
+	proxy.Restore()
 	time.Sleep(700 * time.Millisecond)
+	proxy.Cut()
+	time.Sleep(1200 * time.Millisecond)
+	spooled("during the outage")
+	proxy.Restore()
+	time.Sleep(500 * time.Millisecond)
 	close(stop)
 	l.wait()
-	t.Logf("%d requests sent before the database came back", during)
 	checkNothingLost(t, g, db, table, l)
 
 	var distinct int64

@@ -127,8 +127,10 @@ type Handler struct {
 	QueueSize int `json:"queue_size,omitempty"`
 
 	workers []*worker
-	// keys are the workers' keys in the pool, one reference each.
-	keys []string
+	// keys are the workers' keys in the pool, and targets what this
+	// handler pointed each at: one reference each.
+	keys    []string
+	targets []*target
 
 	mu      sync.Mutex
 	cleaned bool
@@ -172,12 +174,13 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		if !ok {
 			return fmt.Errorf("loading stats recorders: module %s is not a stats recorder (it has no Record method)", id)
 		}
-		w, err := acquireWorker(keys[i], id.Name(), rec, h.QueueSize, logger)
+		w, t, err := acquireWorker(keys[i], id.Name(), rec, h.QueueSize, logger)
 		if err != nil {
 			return err
 		}
 		h.keys = append(h.keys, keys[i])
 		h.workers = append(h.workers, w)
+		h.targets = append(h.targets, t)
 	}
 	return nil
 }
@@ -291,12 +294,11 @@ func (h *Handler) Cleanup() error {
 		return nil
 	}
 	h.cleaned = true
-	for _, k := range h.keys {
-		if _, err := workers.Delete(k); err != nil {
-			return fmt.Errorf("stopping stats recorder: %w", err)
-		}
+	var errs []error
+	for i, k := range h.keys {
+		errs = append(errs, releaseWorker(k, h.workers[i], h.targets[i]))
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // statusWriter notes the status of the response as it is written. Flush,

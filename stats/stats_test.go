@@ -108,7 +108,7 @@ func newHandler(t *testing.T, config string) (*Handler, caddy.Context) {
 
 func recorderOf(t *testing.T, h *Handler, i int) *testRecorder {
 	t.Helper()
-	return h.workers[i].current.Load().rec.(*testRecorder)
+	return h.targets[i].rec.(*testRecorder)
 }
 
 func prepare(w http.ResponseWriter, req *http.Request) (*http.Request, *caddy.Replacer) {

@@ -23,7 +23,11 @@
 //
 // It serves POST /v1/chat/completions, /v1/completions, /v1/embeddings and
 // GET /v1/models (also without /v1), streamed or not; replies are "chunk0
-// chunk1 ...". For example:
+// chunk1 ...". It also speaks Anthropic's POST /v1/messages (key in
+// x-api-key), Gemini's POST /v1beta/models/{model}:generateContent and
+// :streamGenerateContent?alt=sse (key in x-goog-api-key) and Azure OpenAI's
+// /openai/deployments/{deployment}/chat/completions?api-version=... (key in
+// api-key), with the same flags. For example:
 //
 //	mockllm -key sk-mock -chunk-delay 20ms &
 //	curl -N http://127.0.0.1:9999/v1/chat/completions -H 'Authorization: Bearer sk-mock' \

@@ -15,7 +15,7 @@ import (
 
 func serveAzure(s *Server, x *exchange, body []byte, readErr error) {
 	r := x.r
-	deployment, rest, _ := strings.Cut(strings.TrimPrefix(r.URL.Path, "/openai/deployments/"), "/")
+	deployment, rest, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(r.URL.Path, "/v1"), "/openai/deployments/"), "/")
 	var req apiRequest
 	parseErr := readErr
 	if readErr == nil && len(body) > 0 {

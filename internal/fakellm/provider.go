@@ -22,7 +22,9 @@ func providerAPI(path string) providerHandler {
 		return serveAnthropicCount
 	case strings.HasPrefix(path, "/v1beta/models/") || strings.HasPrefix(path, "/v1/models/") && strings.Contains(path, ":"):
 		return serveGemini
-	case strings.HasPrefix(path, "/openai/deployments/"):
+	case strings.HasPrefix(strings.TrimPrefix(path, "/v1"), "/openai/deployments/"):
+		// Under /v1 too, for gateways configured with an OpenAI-style
+		// base URL.
 		return serveAzure
 	}
 	return nil

@@ -16,29 +16,20 @@ import (
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig"
-	caddycmd "github.com/caddyserver/caddy/v2/cmd"
 )
 
 // childEnv carries the Caddyfile a child started by StartProcess runs.
 const childEnv = "LLMTEST_CHILD_CADDYFILE"
 
-// CLIEnv, set to 1 in a child's environment, makes the test binary run
-// Caddy's command line with its arguments (see RunCLI).
-const CLIEnv = "LLMTEST_CADDY_CLI"
-
 // Main runs a test package's tests, with Caddy's data directory in a fresh
 // temporary directory so that tests never touch the user's (an
-// installation secret, say). In a child process it is Caddy instead: with
-// the Caddyfile a StartProcess child was given, until the parent closes the
-// child's stdin or dies; or, under CLIEnv, Caddy's command line. Call it
+// installation secret, say). In a child process started by StartProcess it
+// is Caddy instead, with the Caddyfile it was given, until the parent
+// closes the child's stdin or dies. Call it
 // from TestMain:
 //
 //	func TestMain(m *testing.M) { llmtest.Main(m) }
 func Main(m *testing.M) {
-	if os.Getenv(CLIEnv) == "1" {
-		caddycmd.Main()
-		os.Exit(0)
-	}
 	if cf := os.Getenv(childEnv); cf != "" {
 		os.Exit(runChild(cf))
 	}
@@ -50,20 +41,6 @@ func Main(m *testing.M) {
 	code := m.Run()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-// RunCLI runs `caddy <args...>` as a user would, in a child process of
-// the test binary (whose TestMain must call Main), and returns what it
-// printed.
-func RunCLI(args ...string) (stdout, stderr string, err error) {
-	cmd := exec.Command(os.Args[0], args...)
-	// Under -race, a process waits a second at exit for late reports
-	// unless told not to.
-	cmd.Env = append(os.Environ(), CLIEnv+"=1", "GORACE=atexit_sleep_ms=0")
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err = cmd.Run()
-	return o.String(), e.String(), err
 }
 
 func runChild(caddyfile string) int {

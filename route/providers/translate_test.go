@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -32,10 +33,24 @@ type gateway struct {
 	calls  []*llm.Call
 }
 
-func (g *gateway) lastCall() *llm.Call {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.calls[len(g.calls)-1]
+// call returns the record of the n-th call (from 1), waiting for it: a
+// stream's client may have its last event before the handler returns.
+func (g *gateway) call(t *testing.T, n int) *llm.Call {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		g.mu.Lock()
+		if len(g.calls) >= n {
+			c := g.calls[n-1]
+			g.mu.Unlock()
+			return c
+		}
+		g.mu.Unlock()
+		if time.Now().After(deadline) {
+			t.Fatalf("no record of call %d", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 func newGateway(t *testing.T, provider, path, model string) *gateway {
@@ -132,7 +147,7 @@ func TestProvidersChat(t *testing.T) {
 			if p.name != "azure" && !strings.Contains(string(r.Body), "chunk2") {
 				t.Errorf("no stop sequence upstream: %s", r.Body)
 			}
-			call := g.lastCall()
+			call := g.call(t, 1)
 			if call.UsageSource != llm.UsageUpstream || call.Usage.PromptTokens != resp.Usage.PromptTokens {
 				t.Errorf("record: %s %+v", call.UsageSource, call.Usage)
 			}
@@ -172,7 +187,7 @@ func TestProvidersStreamedToolCall(t *testing.T) {
 			if acc.Choices[0].FinishReason != "tool_calls" || msg.Content != "chunk0 chunk1" || acc.Usage.TotalTokens == 0 {
 				t.Errorf("finish %q content %q usage %+v", acc.Choices[0].FinishReason, msg.Content, acc.Usage)
 			}
-			if call := g.lastCall(); call.UsageSource != llm.UsageUpstream || call.Usage.TotalTokens != acc.Usage.TotalTokens {
+			if call := g.call(t, 1); call.UsageSource != llm.UsageUpstream || call.Usage.TotalTokens != acc.Usage.TotalTokens {
 				t.Errorf("record: %s %+v, client saw %+v", call.UsageSource, call.Usage, acc.Usage)
 			}
 
@@ -212,7 +227,7 @@ func TestProvidersErrors(t *testing.T) {
 			if strings.Contains(apiErr.RawJSON(), upstreamKey) {
 				t.Errorf("the upstream key reached the client: %s", apiErr.RawJSON())
 			}
-			if a := g.lastCall().Attempts; len(a) != 1 || a[0].Status != tc.status {
+			if a := g.call(t, 1).Attempts; len(a) != 1 || a[0].Status != tc.status {
 				t.Errorf("attempts %+v", a)
 			}
 		})

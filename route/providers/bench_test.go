@@ -1,0 +1,49 @@
+package providers_test
+
+import (
+	"bytes"
+	"io"
+	"os"
+	"testing"
+
+	"github.com/llmoneapi/llmoneapi/llm"
+	"github.com/llmoneapi/llmoneapi/route"
+)
+
+// BenchmarkStream compares, per upstream event, the passthrough path (an
+// OpenAI client on an OpenAI upstream: events relayed as they are) with the
+// translated one (an OpenAI client on an Anthropic or Gemini upstream: each
+// event decoded and re-encoded).
+func BenchmarkStream(b *testing.B) {
+	chat, _ := llm.ParseRequest([]byte(`{"model":"m","stream":true,"messages":[]}`))
+	for _, bc := range []struct{ name, provider, fixture string }{
+		{"passthrough/openai", `{"name":"openai"}`, "../../wire/openai/testdata/stream/tools.sse"},
+		{"translated/anthropic", `{"name":"anthropic"}`, "../../wire/anthropic/testdata/stream/tool_use.sse"},
+		{"translated/gemini", `{"name":"gemini"}`, "../../wire/gemini/testdata/stream/function_call.sse"},
+	} {
+		body, err := os.ReadFile(bc.fixture)
+		if err != nil {
+			b.Fatal(err)
+		}
+		events := bytes.Count(body, []byte("data:"))
+		u := upstream(b, bc.provider, "http://127.0.0.1:1")
+		p, _ := u.Provider()
+		x := &route.Exchange{Endpoint: llm.EndpointChat, Request: chat, Upstream: u, Model: "m"}
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				s := p.Stream(x, bytes.NewReader(body))
+				for {
+					if _, err := s.Next(); err != nil {
+						if err != io.EOF {
+							b.Fatal(err)
+						}
+						break
+					}
+				}
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*events), "ns/event")
+		})
+	}
+}
