@@ -219,7 +219,7 @@ func TestKeyCommandErrors(t *testing.T) {
 		{[]string{"llm", "key", "list", "--config", noDB}, "no llm_auth in it has a database authenticator"},
 		{[]string{"llm", "key", "list", "--config", noDB, "--db", db}, "not both"},
 		{[]string{"llm", "key", "show", "nosuchkey000", "--db", db}, "no such key"},
-		{[]string{"llm", "key", "create", "--db", db, "--budget-period", "hourly"}, "'hourly' is not daily, weekly or monthly"},
+		{[]string{"llm", "key", "create", "--db", db, "--budget-period", "hourly"}, "'hourly' is not a period"},
 		{[]string{"llm", "key", "create", "--db", db, "--expires", "soon"}, "is not a time"},
 		{[]string{"llm", "key", "update", "x", "--db", db, "--enable", "--disable"}, "contradict"},
 	} {
@@ -312,7 +312,7 @@ func TestKeyAdminAPI(t *testing.T) {
 		{"GET", "/llm/keys/nosuchkey000", "", http.StatusNotFound, "no such key"},
 		{"PATCH", "/llm/keys/" + id, `{"rpm": -1}`, http.StatusBadRequest, "rpm must not be negative"},
 		{"POST", "/llm/keys", `{"colour": "red"}`, http.StatusBadRequest, "colour"},
-		{"POST", "/llm/keys", `{"budget_period": "hourly"}`, http.StatusBadRequest, "'hourly' is not daily, weekly or monthly"},
+		{"POST", "/llm/keys", `{"budget_period": "hourly"}`, http.StatusBadRequest, "'hourly' is not a period"},
 		{"PUT", "/llm/keys/" + id, `{}`, http.StatusMethodNotAllowed, "not a key operation"},
 		{"POST", "/llm/keys/" + id, `{}`, http.StatusMethodNotAllowed, "not a key operation"},
 		{"GET", "/llm/keys?store=elsewhere", "", http.StatusNotFound, "no key store 'elsewhere'"},

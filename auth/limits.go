@@ -4,7 +4,6 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
 	"net/http"
@@ -20,6 +19,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/llmoneapi/llmoneapi/internal/directive"
+	"github.com/llmoneapi/llmoneapi/internal/metrics"
 	"github.com/llmoneapi/llmoneapi/llm"
 )
 
@@ -896,11 +896,8 @@ func registerLimitMetrics(reg *prometheus.Registry) error {
 			Help: "Calls refused with 429 by a key's limits, by limit (rpm, tpm, max_concurrent, quota, budget, shared_budget).",
 		}, []string{"limit"})
 	})
-	var are prometheus.AlreadyRegisteredError
-	for _, c := range []prometheus.Collector{limitMetrics.storeErrors, limitMetrics.limited} {
-		if err := reg.Register(c); err != nil && !errors.As(err, &are) {
-			return fmt.Errorf("registering limit metrics: %w", err)
-		}
+	if err := metrics.Register(reg, limitMetrics.storeErrors, limitMetrics.limited); err != nil {
+		return fmt.Errorf("registering limit metrics: %w", err)
 	}
 	return nil
 }

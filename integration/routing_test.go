@@ -197,6 +197,22 @@ func TestFailover(t *testing.T) {
 		view[1].LastError != "server_error (status 500)" || !view[0].Healthy || !view[2].Healthy || view[0].Requests+view[2].Requests != 50 {
 		t.Fatalf("view %+v", view)
 	}
+	// The same state as Prometheus gauges on the admin endpoint's /metrics.
+	resp, err := http.Get(g.AdminURL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for i, want := range []string{"1", "0", "1"} {
+		series := `llmoneapi_upstream_healthy{model="m",upstream="` + view[i].ID + `"} ` + want
+		if !strings.Contains(string(metrics), series) {
+			t.Errorf("/metrics lacks %s", series)
+		}
+	}
+	if strings.Contains(string(metrics), upstreamKey) {
+		t.Error("/metrics shows the upstream key")
+	}
 }
 
 // TestHungUpstream: an upstream that holds its headers, or sends them and

@@ -75,13 +75,18 @@ func serveUpstreams(w http.ResponseWriter, r *http.Request) error {
 	if r.Method != http.MethodGet {
 		return adminapi.Error(http.StatusMethodNotAllowed, "use GET")
 	}
+	return adminapi.WriteJSON(w, http.StatusOK, snapshot(time.Now()))
+}
+
+// snapshot returns every model's upstreams and their state, for the admin
+// view and the metrics.
+func snapshot(now time.Time) upstreamsView {
 	live.Lock()
 	handlers := append([]*Handler(nil), live.handlers...)
 	live.Unlock()
 	view := upstreamsView{Models: []modelView{}}
 	index := map[string]int{}
 	seen := map[string]bool{}
-	now := time.Now()
 	// The newest config first, so that its settings describe each model.
 	for i := len(handlers) - 1; i >= 0; i-- {
 		for _, m := range handlers[i].allModels() {
@@ -100,7 +105,7 @@ func serveUpstreams(w http.ResponseWriter, r *http.Request) error {
 			}
 		}
 	}
-	return adminapi.WriteJSON(w, http.StatusOK, view)
+	return view
 }
 
 func (u *Upstream) view(m *Model, now time.Time) upstreamView {

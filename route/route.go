@@ -17,6 +17,7 @@ import (
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 	"go.uber.org/zap"
 
+	"github.com/llmoneapi/llmoneapi/internal/metrics"
 	"github.com/llmoneapi/llmoneapi/llm"
 )
 
@@ -91,6 +92,9 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 			return fmt.Errorf("module %T is not a model catalog", m)
 		}
 		h.catalogs = append(h.catalogs, c)
+	}
+	if err := metrics.Register(ctx.GetMetricsRegistry(), upstreamCollector{}); err != nil {
+		return fmt.Errorf("registering upstream metrics: %w", err)
 	}
 	h.probes = startProber(h.logger, h.allModels())
 	register(h)

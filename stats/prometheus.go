@@ -2,7 +2,6 @@ package stats
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strconv"
@@ -13,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/prometheus/client_golang/prometheus"
 
+	promreg "github.com/llmoneapi/llmoneapi/internal/metrics"
 	"github.com/llmoneapi/llmoneapi/llm"
 )
 
@@ -163,11 +163,8 @@ func (p *Prometheus) Provision(ctx caddy.Context) error {
 	optional = slices.Compact(optional)
 	p.m = metricsFor(optional)
 	reg := ctx.GetMetricsRegistry()
-	for _, c := range p.m.collectors() {
-		var are prometheus.AlreadyRegisteredError
-		if err := reg.Register(c); err != nil && !errors.As(err, &are) {
-			return fmt.Errorf("prometheus: registering metrics (two prometheus recorders in one config must have the same labels): %w", err)
-		}
+	if err := promreg.Register(reg, p.m.collectors()...); err != nil {
+		return fmt.Errorf("prometheus: registering metrics (two prometheus recorders in one config must have the same labels): %w", err)
 	}
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/llmoneapi/llmoneapi/internal/directive"
+	promreg "github.com/llmoneapi/llmoneapi/internal/metrics"
 	"github.com/llmoneapi/llmoneapi/llm"
 )
 
@@ -349,9 +350,7 @@ func registerMetrics(reg *prometheus.Registry) error {
 			Help:      "Request records handed to stats recorders, by recorder module and result (ok, failed, spooled, dropped).",
 		}, []string{"recorder", "result"})
 	})
-	// Several llm_stats handlers in one config register the same collector.
-	var are prometheus.AlreadyRegisteredError
-	if err := reg.Register(metrics.records); err != nil && !errors.As(err, &are) {
+	if err := promreg.Register(reg, metrics.records); err != nil {
 		return fmt.Errorf("registering stats metrics: %w", err)
 	}
 	return nil

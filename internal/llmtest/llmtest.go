@@ -23,6 +23,7 @@ import (
 	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/logging"
 	_ "github.com/caddyserver/caddy/v2/modules/caddyhttp/requestbody"
 	_ "github.com/caddyserver/caddy/v2/modules/logging"
+	_ "github.com/caddyserver/caddy/v2/modules/metrics" // the admin endpoint's /metrics
 
 	_ "github.com/llmoneapi/llmoneapi" // every module and directive
 	"github.com/llmoneapi/llmoneapi/internal/fakellm"
@@ -96,7 +97,9 @@ func Start(t *testing.T, fake *fakellm.Server, site string) *Gateway {
 	admin 127.0.0.1:` + strconv.Itoa(g.ports["ADMIN"]) + `
 	persist_config off
 	default_bind 127.0.0.1
-	grace_period 1ns
+	# Long enough that a reload (Load) never cuts a connection the old
+	# servers just accepted; Stop still returns as soon as calls are done.
+	grace_period 3s
 	log {
 		level WARN
 	}
