@@ -17,6 +17,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/llmoneapi/llmoneapi/internal/fakellm"
+	"github.com/llmoneapi/llmoneapi/internal/llmtest"
 )
 
 // teamSite is the Caddyfile of the project's first issue, pointed at the
@@ -53,11 +54,7 @@ const teamSite = `:{PORT} {
 `
 
 func client(g *gateway, key string) *openai.Client {
-	c := openai.NewClient(
-		option.WithBaseURL(g.URL+"/v1"),
-		option.WithAPIKey(key),
-		option.WithMaxRetries(0),
-	)
+	c := llmtest.OpenAI(g.URL, key)
 	return &c
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/openai/openai-go/v3/option"
 
 	"github.com/llmoneapi/llmoneapi/internal/fakellm"
+	"github.com/llmoneapi/llmoneapi/internal/llmtest"
 )
 
 // fleet starts n fake providers, each wanting upstreamKey, and returns
@@ -420,7 +421,7 @@ func TestFallback(t *testing.T) {
 		t.Fatalf("stats %v", line)
 	}
 
-	only := openai.NewClient(option.WithBaseURL(g.URL+"/v1"), option.WithAPIKey("sk-primary-only"), option.WithMaxRetries(0))
+	only := llmtest.OpenAI(g.URL, "sk-primary-only")
 	_, err = only.Chat.Completions.New(context.Background(), chat("primary", "hi"))
 	if e := apiError(t, err, http.StatusBadGateway); e.Code != "upstream_error" {
 		t.Fatalf("%s", e.RawJSON())

@@ -185,7 +185,16 @@ func (h *Handler) try(ctx context.Context, m *Model, u *Upstream, endpoint llm.E
 		x: &Exchange{Endpoint: endpoint, Request: req, Upstream: u, Model: u.upstreamName}}
 	u.state.inFlight.Add(1)
 	t.ctx, t.cancel = context.WithCancelCause(ctx)
-	timer := time.AfterFunc(t.timeout, func() { t.cancel(errFirstByte) })
+	timer := time.AfterFunc(t.timeout, func() {
+		// A first-byte timeout no shorter than the call's own (the default
+		// for unstreamed calls) fires just after the call's deadline: that
+		// is then the call's timeout, whichever timer ran first.
+		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+			t.cancel(errCallTimeout)
+			return
+		}
+		t.cancel(errFirstByte)
+	})
 	defer timer.Stop()
 
 	provider := u.provider
