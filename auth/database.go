@@ -497,22 +497,11 @@ func (s *keyStore) Destruct() error {
 //	}]
 func (d *Database) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 	disp.Next() // consume module name
-	args := disp.RemainingArgs()
-	switch len(args) {
-	case 1:
-		dialect, dsn, err := sqldb.ParseDSN(args[0])
-		if err != nil {
-			return disp.Errf("database: %v", err)
-		}
-		d.Dialect, d.DSN = dialect, dsn
-	case 2:
-		if args[0] != sqldb.SQLite && args[0] != sqldb.Postgres {
-			return disp.Errf("database: unknown kind '%s': write 'database sqlite <path>' or 'database postgres <dsn>'", args[0])
-		}
-		d.Dialect, d.DSN = args[0], args[1]
-	default:
-		return disp.Err("database: write 'database sqlite <path>' or 'database postgres <dsn>'")
+	dialect, dsn, err := sqldb.ParseArgs(disp.RemainingArgs())
+	if err != nil {
+		return disp.Errf("database: %v", err)
 	}
+	d.Dialect, d.DSN = dialect, dsn
 	for nesting := disp.Nesting(); disp.NextBlock(nesting); {
 		switch name := disp.Val(); name {
 		case "table":

@@ -498,9 +498,9 @@ func TestDatabaseCaddyfile(t *testing.T) {
 		sameJSON(t, jsonBytes(t, h), []byte(want))
 	}
 	for _, tc := range []struct{ src, want string }{
-		{"llm_auth {\ndatabase\n}", "write 'database sqlite <path>'"},
+		{"llm_auth {\ndatabase\n}", "write 'sqlite <path>' or 'postgres <dsn>', got 0"},
 		{"llm_auth {\ndatabase mysql x\n}", "unknown kind 'mysql'"},
-		{"llm_auth {\ndatabase sqlite a b\n}", "write 'database sqlite <path>'"},
+		{"llm_auth {\ndatabase sqlite a b\n}", "got 3 arguments"},
 		{"llm_auth {\ndatabase sqlite a {\ncache_ttl soon\n}\n}", "cache_ttl: 'soon' is not a duration"},
 		{"llm_auth {\ndatabase sqlite a {\ntable\n}\n}", "wrong argument count"},
 		{"llm_auth {\ndatabase sqlite a {\ncolour red\n}\n}", "unrecognized database subdirective 'colour', at Testfile:3"},

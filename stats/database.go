@@ -673,22 +673,11 @@ FROM ` + d.store.table
 //	}]
 func (d *Database) UnmarshalCaddyfile(disp *caddyfile.Dispenser) error {
 	disp.Next() // consume the recorder's name
-	args := disp.RemainingArgs()
-	switch len(args) {
-	case 1:
-		dialect, dsn, err := sqldb.ParseDSN(args[0])
-		if err != nil {
-			return disp.Errf("database: %v", err)
-		}
-		d.Dialect, d.DSN = dialect, dsn
-	case 2:
-		if args[0] != sqldb.SQLite && args[0] != sqldb.Postgres {
-			return disp.Errf("database: unknown store '%s': use sqlite or postgres", args[0])
-		}
-		d.Dialect, d.DSN = args[0], args[1]
-	default:
-		return disp.Errf("database: want sqlite <path> or postgres <url>, got %d arguments", len(args))
+	dialect, dsn, err := sqldb.ParseArgs(disp.RemainingArgs())
+	if err != nil {
+		return disp.Errf("database: %v", err)
 	}
+	d.Dialect, d.DSN = dialect, dsn
 	for nesting := disp.Nesting(); disp.NextBlock(nesting); {
 		opt := disp.Val()
 		switch opt {

@@ -261,8 +261,8 @@ func TestDatabaseCaddyfile(t *testing.T) {
 		}
 	}
 	for _, tt := range []struct{ input, want string }{
-		{`database`, "want sqlite <path> or postgres <url>"},
-		{`database mysql x`, "unknown store 'mysql'"},
+		{`database`, "write 'sqlite <path>' or 'postgres <dsn>', got 0"},
+		{`database mysql x`, "unknown kind 'mysql'"},
 		{`database ./u.db`, "is not a store"},
 		{"database sqlite u.db {\n table Bad-Name\n}", "bad table name 'Bad-Name'"},
 		{"database sqlite u.db {\n batch_size 5000\n}", "bad batch_size '5000'"},

@@ -226,3 +226,19 @@ func (db *DB) apply(ctx context.Context, conn *sql.Conn, component string, versi
 	}
 	return tx.Commit()
 }
+
+// ParseArgs reads a store from the arguments of a Caddyfile line, as the
+// database modules take them: "sqlite <path>", "postgres <dsn>", or one
+// "sqlite:<path>" / "postgres://..." argument.
+func ParseArgs(args []string) (dialect, dsn string, err error) {
+	switch len(args) {
+	case 1:
+		return ParseDSN(args[0])
+	case 2:
+		if args[0] != SQLite && args[0] != Postgres {
+			return "", "", fmt.Errorf("unknown kind '%s': write 'sqlite <path>' or 'postgres <dsn>'", args[0])
+		}
+		return args[0], args[1], nil
+	}
+	return "", "", fmt.Errorf("write 'sqlite <path>' or 'postgres <dsn>', got %d arguments", len(args))
+}
