@@ -193,10 +193,9 @@ func (s *openaiStream) Next() (route.StreamEvent, error) {
 	if !s.finished && hasValue(ev.Data, finishKey, '"') {
 		s.finished, s.content = true, true
 	}
-	if !s.content {
-		s.content = hasContent(ev.Data)
-	}
-	out.Content = s.content
+	text, content := chunkText(ev.Data)
+	s.content = s.content || content
+	out.Content, out.Text = s.content, text
 	// Only chunks with a usage object are parsed; the rest, "usage":null
 	// included, pass untouched.
 	if !hasValue(ev.Data, usageKey, '{') {
@@ -216,10 +215,11 @@ func (s *openaiStream) Next() (route.StreamEvent, error) {
 	return out, nil
 }
 
-// hasContent tells whether a chunk carries part of the answer: a choice
-// with text, or a delta with anything but its role (content, a tool call,
-// a refusal, reasoning). Only chunks before the first such one are decoded.
-func hasContent(data []byte) bool {
+// chunkText reads a chunk's answer text (choice text, delta content,
+// reasoning, refusal, tool-call arguments), which the handler counts, and
+// tells whether it carries part of the answer: a choice with text, or a
+// delta with anything but its role.
+func chunkText(data []byte) (text string, content bool) {
 	var chunk struct {
 		Choices []struct {
 			Text  string                     `json:"text"`
@@ -227,19 +227,43 @@ func hasContent(data []byte) bool {
 		} `json:"choices"`
 	}
 	if json.Unmarshal(data, &chunk) != nil {
-		return len(bytes.TrimSpace(data)) > 0 // not ours to judge: pass it on
+		return "", len(bytes.TrimSpace(data)) > 0 // not ours to judge: pass it on
 	}
 	for _, c := range chunk.Choices {
-		if c.Text != "" {
-			return true
-		}
+		text += c.Text
+		content = content || c.Text != ""
 		for k, v := range c.Delta {
-			if k != "role" && !emptyJSON(v) {
-				return true
+			if k == "role" || emptyJSON(v) {
+				continue
 			}
+			content = true
+			text += deltaText(k, v)
 		}
 	}
-	return false
+	return text, content
+}
+
+// deltaText is the countable text of one delta field.
+func deltaText(key string, v json.RawMessage) string {
+	switch key {
+	case "content", "refusal", "reasoning_content", "reasoning":
+		var s string
+		_ = json.Unmarshal(v, &s) // not a string: nothing to count
+		return s
+	case "tool_calls":
+		var calls []struct {
+			Function struct {
+				Arguments string `json:"arguments"`
+			} `json:"function"`
+		}
+		_ = json.Unmarshal(v, &calls)
+		var s string
+		for _, c := range calls {
+			s += c.Function.Arguments
+		}
+		return s
+	}
+	return ""
 }
 
 // emptyJSON tells null, "", [] and {} apart from values with something in.

@@ -162,6 +162,7 @@ func (s *translatedStream) Next() (route.StreamEvent, error) {
 			s.finished, s.content = true, true
 		default:
 			s.content = true
+			out.Text += e.Text
 		}
 		s.buf = s.enc.Encode(s.buf, e)
 	}
