@@ -225,7 +225,7 @@ func (h *Handler) try(ctx context.Context, m *Model, u *Upstream, endpoint llm.E
 			if ev.Usage != nil {
 				t.usage = ev.Usage
 			}
-			t.count.Add(ev.Text)
+			t.count.Add(string(ev.Text))
 			if len(ev.Data) > 0 {
 				t.held = append(t.held, bytes.Clone(ev.Data))
 				held += len(ev.Data)
@@ -527,7 +527,7 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, call *llm.
 		if ev.Usage != nil {
 			call.Usage, call.UsageSource = *ev.Usage, llm.UsageUpstream
 		}
-		t.count.Add(ev.Text)
+		t.count.Add(string(ev.Text))
 		if len(ev.Data) > 0 {
 			if _, werr := w.Write(ev.Data); werr != nil {
 				h.clientGone(call)

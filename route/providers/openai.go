@@ -163,6 +163,7 @@ type openaiStream struct {
 	content          bool // an event had content: every later one counts
 	finished         bool // a choice had its finish_reason
 	usage            bool // the usage chunk came
+	text             []byte
 }
 
 var (
@@ -193,9 +194,12 @@ func (s *openaiStream) Next() (route.StreamEvent, error) {
 	if !s.finished && hasValue(ev.Data, finishKey, '"') {
 		s.finished, s.content = true, true
 	}
-	text, content := chunkText(ev.Data)
-	s.content = s.content || content
-	out.Content, out.Text = s.content, text
+	if !s.content {
+		s.content = hasContent(ev.Data)
+	}
+	out.Content = s.content
+	s.text = chunkText(s.text[:0], ev.Data)
+	out.Text = s.text
 	// Only chunks with a usage object are parsed; the rest, "usage":null
 	// included, pass untouched.
 	if !hasValue(ev.Data, usageKey, '{') {
@@ -215,11 +219,10 @@ func (s *openaiStream) Next() (route.StreamEvent, error) {
 	return out, nil
 }
 
-// chunkText reads a chunk's answer text (choice text, delta content,
-// reasoning, refusal, tool-call arguments), which the handler counts, and
-// tells whether it carries part of the answer: a choice with text, or a
-// delta with anything but its role.
-func chunkText(data []byte) (text string, content bool) {
+// hasContent tells whether a chunk carries part of the answer: a choice
+// with text, or a delta with anything but its role (content, a tool call,
+// a refusal, reasoning). Only chunks before the first such one are decoded.
+func hasContent(data []byte) bool {
 	var chunk struct {
 		Choices []struct {
 			Text  string                     `json:"text"`
@@ -227,43 +230,73 @@ func chunkText(data []byte) (text string, content bool) {
 		} `json:"choices"`
 	}
 	if json.Unmarshal(data, &chunk) != nil {
-		return "", len(bytes.TrimSpace(data)) > 0 // not ours to judge: pass it on
+		return len(bytes.TrimSpace(data)) > 0 // not ours to judge: pass it on
 	}
 	for _, c := range chunk.Choices {
-		text += c.Text
-		content = content || c.Text != ""
+		if c.Text != "" {
+			return true
+		}
 		for k, v := range c.Delta {
-			if k == "role" || emptyJSON(v) {
-				continue
+			if k != "role" && !emptyJSON(v) {
+				return true
 			}
-			content = true
-			text += deltaText(k, v)
 		}
 	}
-	return text, content
+	return false
 }
 
-// deltaText is the countable text of one delta field.
-func deltaText(key string, v json.RawMessage) string {
-	switch key {
-	case "content", "refusal", "reasoning_content", "reasoning":
-		var s string
-		_ = json.Unmarshal(v, &s) // not a string: nothing to count
-		return s
-	case "tool_calls":
-		var calls []struct {
-			Function struct {
-				Arguments string `json:"arguments"`
-			} `json:"function"`
+// textKeys are the chunk fields whose string values are the answer's text:
+// a completion choice's text, a delta's content, refusal and reasoning, a
+// tool call's arguments.
+var textKeys = [][]byte{[]byte(`"content"`), []byte(`"text"`), []byte(`"refusal"`),
+	[]byte(`"reasoning_content"`), []byte(`"reasoning"`), []byte(`"arguments"`)}
+
+// chunkText appends a chunk's answer text to dst, for the handler to count.
+// It scans rather than decodes, as hasValue does, so that relaying a chunk
+// stays about as cheap as it was; a key inside a string cannot match, since
+// its quotes there are escaped. Escaped text is decoded.
+func chunkText(dst, data []byte) []byte {
+	for _, key := range textKeys {
+		for rest := data; ; {
+			v, after, ok := valueAfter(rest, key)
+			if !ok {
+				break
+			}
+			rest = after
+			if v[0] != '"' {
+				continue
+			}
+			end, escaped := stringEnd(v)
+			if end < 0 {
+				break
+			}
+			if !escaped {
+				dst = append(dst, v[1:end]...)
+				continue
+			}
+			var text string
+			if json.Unmarshal(v[:end+1], &text) == nil {
+				dst = append(dst, text...)
+			}
 		}
-		_ = json.Unmarshal(v, &calls)
-		var s string
-		for _, c := range calls {
-			s += c.Function.Arguments
-		}
-		return s
 	}
-	return ""
+	return dst
+}
+
+// stringEnd returns the index of the closing quote of the JSON string that
+// s starts with (-1 if there is none), and whether the string has escapes.
+func stringEnd(s []byte) (int, bool) {
+	escaped := false
+	for i := 1; i < len(s); i++ {
+		switch s[i] {
+		case '\\':
+			escaped = true
+			i++
+		case '"':
+			return i, escaped
+		}
+	}
+	return -1, escaped
 }
 
 // emptyJSON tells null, "", [] and {} apart from values with something in.
@@ -285,14 +318,30 @@ var (
 // finish_reason that is not null.
 func hasValue(data, key []byte, first byte) bool {
 	for {
+		v, rest, ok := valueAfter(data, key)
+		if !ok {
+			return false
+		}
+		if v[0] == first {
+			return true
+		}
+		data = rest
+	}
+}
+
+// valueAfter finds the next key followed by a colon in data and returns
+// what follows from the value's first byte on, and where to look for the
+// next one.
+func valueAfter(data, key []byte) (value, rest []byte, ok bool) {
+	for {
 		i := bytes.Index(data, key)
 		if i < 0 {
-			return false
+			return nil, nil, false
 		}
 		data = bytes.TrimLeft(data[i+len(key):], " \t\r\n")
 		if len(data) > 0 && data[0] == ':' {
-			if rest := bytes.TrimLeft(data[1:], " \t\r\n"); len(rest) > 0 && rest[0] == first {
-				return true
+			if v := bytes.TrimLeft(data[1:], " \t\r\n"); len(v) > 0 {
+				return v, v[1:], true
 			}
 		}
 	}

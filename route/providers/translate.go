@@ -119,8 +119,9 @@ type translatedStream struct {
 	format   upstreamFormat
 	evs      []wire.Event
 	buf      []byte
-	content  bool // an event had content: every later one counts
-	finished bool // the upstream gave its finish reason
+	text     []byte // the event's answer text, for the handler to count
+	content  bool   // an event had content: every later one counts
+	finished bool   // the upstream gave its finish reason
 	done     bool
 }
 
@@ -145,7 +146,7 @@ func (s *translatedStream) Next() (route.StreamEvent, error) {
 		return route.StreamEvent{}, fmt.Errorf("bad stream event: %w", err)
 	}
 	out := route.StreamEvent{More: s.events.Ready()}
-	s.buf = s.buf[:0]
+	s.buf, s.text = s.buf[:0], s.text[:0]
 	for i := range s.evs {
 		e := &s.evs[i]
 		switch e.Type {
@@ -162,10 +163,10 @@ func (s *translatedStream) Next() (route.StreamEvent, error) {
 			s.finished, s.content = true, true
 		default:
 			s.content = true
-			out.Text += e.Text
+			s.text = append(s.text, e.Text...)
 		}
 		s.buf = s.enc.Encode(s.buf, e)
 	}
-	out.Data, out.Content = s.buf, s.content
+	out.Data, out.Content, out.Text = s.buf, s.content, s.text
 	return out, nil
 }
