@@ -43,6 +43,7 @@ func ParseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //					max_conns_per_host       <n>
 //					max_idle_conns_per_host  <n>
 //				}
+//				<provider option> [<args...>] [{ ... }]
 //			}
 //			price               <input> <output> [<cached input>]
 //			lb_policy           <policy>
@@ -61,7 +62,10 @@ func ParseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //	}
 //
 // The model blocks make the config catalog, asked first; any other
-// subdirective names an llm.route.<catalog> module.
+// subdirective names an llm.route.<catalog> module. In an upstream block,
+// the subdirectives that are not the upstream's own are the provider's
+// options (such as anthropic's version or azure's deployment), given to
+// the provider module's UnmarshalCaddyfile as its block.
 func (h *Handler) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 	d.Next() // directive name
 	if d.NextArg() {
@@ -298,21 +302,25 @@ func parseTransport(d *caddyfile.Dispenser) (*Transport, error) {
 	return t, nil
 }
 
+// UpstreamOptions are the upstream block's own subdirectives; the others
+// are the provider's, and providers name these in their errors.
+const UpstreamOptions = "model, weight, header, timeout, transport"
+
 func parseUpstream(d *caddyfile.Dispenser) (*Upstream, error) {
 	args := d.RemainingArgs()
 	if len(args) < 2 || len(args) > 3 {
 		return nil, d.Err("usage: upstream <provider> <base_url> [<api_key>]")
 	}
-	if _, err := caddy.GetModule("llm.route.providers." + args[0]); err != nil {
-		return nil, d.Errf("unknown provider '%s'; known providers: %s", args[0], knownModules("llm.route.providers"))
+	name, at := args[0], d.Token()
+	info, err := caddy.GetModule("llm.route.providers." + name)
+	if err != nil {
+		return nil, d.Errf("unknown provider '%s'; known providers: %s", name, knownModules("llm.route.providers"))
 	}
-	u := &Upstream{
-		ProviderRaw: caddyconfig.JSONModuleObject(struct{}{}, "name", args[0], nil),
-		URL:         args[1],
-	}
+	u := &Upstream{URL: args[1]}
 	if len(args) == 3 {
 		u.APIKey = args[2]
 	}
+	var providerTokens []caddyfile.Token
 	for nesting := d.Nesting(); d.NextBlock(nesting); {
 		switch d.Val() {
 		case "model":
@@ -352,13 +360,46 @@ func parseUpstream(d *caddyfile.Dispenser) (*Upstream, error) {
 			u.Transport = t
 			continue
 		default:
-			return nil, d.Errf("unknown subdirective '%s' in upstream", d.Val())
+			if _, ok := info.New().(caddyfile.Unmarshaler); !ok {
+				return nil, d.Errf("unknown subdirective '%s' in upstream: an upstream takes %s, and provider %s has no options", d.Val(), UpstreamOptions, name)
+			}
+			providerTokens = append(providerTokens, d.NextSegment()...)
+			continue
 		}
 		if d.NextArg() {
 			return nil, d.ArgErr()
 		}
 	}
+	provider, err := parseProvider(info, at, providerTokens)
+	if err != nil {
+		return nil, err
+	}
+	u.ProviderRaw = caddyconfig.JSONModuleObject(provider, "name", name, nil)
 	return u, nil
+}
+
+// parseProvider makes the provider module from its options, the tokens of
+// the upstream block's subdirectives that are not the upstream's own. The
+// provider reads them as its own block, "<name> { <options> }", so that it
+// parses them as any Caddy module parses its block; at, the provider name's
+// token, places that block in the file for error messages.
+func parseProvider(info caddy.ModuleInfo, at caddyfile.Token, options []caddyfile.Token) (any, error) {
+	if len(options) == 0 {
+		return struct{}{}, nil
+	}
+	// Only Text, File and Line: the lexer's other token fields (quoting,
+	// import chains) would change how the braces read.
+	head := caddyfile.Token{File: at.File, Line: at.Line, Text: info.ID.Name()}
+	open := caddyfile.Token{File: at.File, Line: at.Line, Text: "{"}
+	last := options[len(options)-1]
+	closing := caddyfile.Token{File: last.File, Line: last.Line + last.NumLineBreaks() + 1, Text: "}"}
+	tokens := append([]caddyfile.Token{head, open}, options...)
+	tokens = append(tokens, closing)
+	mod := info.New()
+	if err := mod.(caddyfile.Unmarshaler).UnmarshalCaddyfile(caddyfile.NewDispenser(tokens)); err != nil {
+		return nil, err
+	}
+	return mod, nil
 }
 
 // knownModules lists the names of the modules in namespace ns.

@@ -97,6 +97,55 @@ func TestCaddyfile(t *testing.T) {
 	}
 }
 
+// TestCaddyfileProviderOptions: the subdirectives of an upstream block that
+// are not the upstream's own are its provider's options, in the provider's
+// JSON, next to the upstream's own.
+func TestCaddyfileProviderOptions(t *testing.T) {
+	h, err := parse(`llm_route {
+		model claude {
+			upstream anthropic https://api.anthropic.com {env.ANTHROPIC_KEY} {
+				model claude-sonnet-4-5
+				version 2024-01-01
+				beta prompt-caching-2024-07-31
+				weight 2
+				beta output-128k-2025-02-19 token-efficient-tools-2025-02-19
+				max_tokens 8192
+			}
+		}
+		model flash {
+			upstream gemini https://generativelanguage.googleapis.com {
+				legacy_schema
+			}
+		}
+		model gpt-4o {
+			upstream azure https://res.openai.azure.com {env.AZURE_KEY} {
+				deployment prod-4o
+				api_version 2025-01-01-preview
+				header X-Team ml
+			}
+			upstream azure https://res2.openai.azure.com
+		}
+	}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := string(caddyconfig.JSON(h, nil))
+	want := `{"catalogs":[{"models":[` +
+		`{"name":"claude","upstreams":[{"api_key":"{env.ANTHROPIC_KEY}","model":"claude-sonnet-4-5","provider":{"beta":["prompt-caching-2024-07-31","output-128k-2025-02-19","token-efficient-tools-2025-02-19"],"max_tokens":8192,"name":"anthropic","version":"2024-01-01"},"url":"https://api.anthropic.com","weight":2}]},` +
+		`{"name":"flash","upstreams":[{"provider":{"legacy_schema":true,"name":"gemini"},"url":"https://generativelanguage.googleapis.com"}]},` +
+		`{"name":"gpt-4o","upstreams":[{"api_key":"{env.AZURE_KEY}","headers":{"X-Team":["ml"]},"provider":{"api_version":"2025-01-01-preview","deployment":"prod-4o","name":"azure"},"url":"https://res.openai.azure.com"},` +
+		`{"provider":{"name":"azure"},"url":"https://res2.openai.azure.com"}]}],"source":"config"}]}`
+	if got != want {
+		t.Fatalf("got  %s\nwant %s", got, want)
+	}
+	// The JSON loads: the options reach the provider modules.
+	t.Setenv("ANTHROPIC_KEY", "sk-ant-test")
+	t.Setenv("AZURE_KEY", "azure-test")
+	if _, err := load(t, got); err != nil {
+		t.Fatal(err)
+	}
+}
+
 func TestCaddyfileErrors(t *testing.T) {
 	tests := []struct{ src, want string }{
 		{`llm_route {
@@ -130,6 +179,71 @@ func TestCaddyfileErrors(t *testing.T) {
 				}
 			}
 		}`, "unknown subdirective 'frobnicate' in upstream"},
+		{`llm_route {
+			model m {
+				upstream openai http://x {
+					version 2024-01-01
+				}
+			}
+		}`, "unknown subdirective 'version' in upstream: an upstream takes model, weight, header, timeout, transport, and provider openai has no options, at Testfile:4"},
+		{`llm_route {
+			model m {
+				upstream anthropic http://x {
+					deployment d
+				}
+			}
+		}`, "unknown subdirective 'deployment' in upstream: an upstream takes model, weight, header, timeout, transport, and provider anthropic takes version, beta, max_tokens, at Testfile:4"},
+		{`llm_route {
+			model m {
+				upstream azure http://x {
+					model gpt-4o
+					version 2024-01-01
+				}
+			}
+		}`, "unknown subdirective 'version' in upstream: an upstream takes model, weight, header, timeout, transport, and provider azure takes deployment, api_version, at Testfile:5"},
+		{`llm_route {
+			model m {
+				upstream gemini http://x {
+					legacy_schema yes
+				}
+			}
+		}`, "legacy_schema takes no value, at Testfile:4"},
+		{`llm_route {
+			model m {
+				upstream gemini http://x {
+					api_version v1
+				}
+			}
+		}`, "provider gemini takes legacy_schema"},
+		{`llm_route {
+			model m {
+				upstream anthropic http://x {
+					max_tokens lots
+				}
+			}
+		}`, "max_tokens: 'lots' is not a whole number of at least 1, at Testfile:4"},
+		{`llm_route {
+			model m {
+				upstream anthropic http://x {
+					version
+				}
+			}
+		}`, "version: want one value, at Testfile:4"},
+		{`llm_route {
+			model m {
+				upstream anthropic http://x {
+					beta
+				}
+			}
+		}`, "beta: name at least one anthropic-beta flag"},
+		{`llm_route {
+			model m {
+				upstream azure http://x {
+					deployment a b
+				}
+			}
+		}`, "deployment: want one value, got more, at Testfile:4"},
+
 		{`llm_route {
 			model m {
 				upstream openai http://x {
@@ -352,6 +466,8 @@ func TestRoundRobin(t *testing.T) {
 func FuzzUnmarshalCaddyfile(f *testing.F) {
 	f.Add("llm_route {\n model m {\n upstream openai http://x k {\n model y\n header A b\n timeout 1s\n }\n }\n}")
 	f.Add("llm_route {\n max_body_size 1MB\n}")
+	f.Add("llm_route {\n model m {\n upstream anthropic http://x k {\n version v\n beta a b\n max_tokens 9\n model y\n }\n upstream azure http://x {\n deployment d\n api_version v\n }\n" +
+		" upstream gemini http://x {\n legacy_schema\n }\n }\n}")
 	f.Add("llm_route {\n model m {\n upstream openai http://x k {\n weight 2\n transport {\n dial_timeout 1s\n proxy none\n tls_insecure_skip_verify\n max_conns_per_host 4\n }\n }\n" +
 		" lb_policy least_conn\n lb_retries 1\n lb_try_duration 5s\n max_fails 2\n fail_duration 10s\n first_byte_timeout 2s\n" +
 		" stream_idle_timeout 3s\n timeout 1m\n health_uri /models\n health_interval 5s\n fallback a b\n price 1 2 0.5\n }\n}")

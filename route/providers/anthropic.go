@@ -4,9 +4,11 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/llmoneapi/llmoneapi/llm"
 	"github.com/llmoneapi/llmoneapi/route"
@@ -62,6 +64,48 @@ func (a *Anthropic) Provision(ctx caddy.Context) error {
 		newDecoder:     func() streamDecoder { return &anthropic.StreamDecoder{} },
 		decodeError:    anthropic.DecodeError,
 	}}
+	return nil
+}
+
+// UnmarshalCaddyfile sets the options from the upstream's block:
+//
+//	upstream anthropic <base_url> [<api_key>] {
+//		version    <anthropic-version>
+//		beta       <flag...>
+//		max_tokens <n>
+//	}
+//
+// beta may be repeated; its flags add up.
+func (a *Anthropic) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // provider name
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "version":
+			v, err := optionArg(d)
+			if err != nil {
+				return err
+			}
+			a.Version = v
+		case "beta":
+			flags := d.RemainingArgs()
+			if len(flags) == 0 {
+				return d.Err("beta: name at least one anthropic-beta flag")
+			}
+			a.Beta = append(a.Beta, flags...)
+		case "max_tokens":
+			v, err := optionArg(d)
+			if err != nil {
+				return err
+			}
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 1 {
+				return d.Errf("max_tokens: '%s' is not a whole number of at least 1", v)
+			}
+			a.MaxTokens = n
+		default:
+			return unknownOption(d, "anthropic", "version", "beta", "max_tokens")
+		}
+	}
 	return nil
 }
 
@@ -127,7 +171,8 @@ func (a *Anthropic) Error(_ *route.Exchange, status int, body []byte) *llm.Error
 
 // Interface guards
 var (
-	_ route.Provider    = (*Anthropic)(nil)
-	_ route.Prober      = (*Anthropic)(nil)
-	_ caddy.Provisioner = (*Anthropic)(nil)
+	_ route.Provider        = (*Anthropic)(nil)
+	_ route.Prober          = (*Anthropic)(nil)
+	_ caddy.Provisioner     = (*Anthropic)(nil)
+	_ caddyfile.Unmarshaler = (*Anthropic)(nil)
 )

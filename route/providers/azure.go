@@ -8,6 +8,7 @@ import (
 	"net/url"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/llmoneapi/llmoneapi/llm"
 	"github.com/llmoneapi/llmoneapi/route"
@@ -47,6 +48,31 @@ func (Azure) CaddyModule() caddy.ModuleInfo {
 func (a *Azure) Provision(caddy.Context) error {
 	if a.APIVersion == "" {
 		a.APIVersion = DefaultAzureAPIVersion
+	}
+	return nil
+}
+
+// UnmarshalCaddyfile sets the options from the upstream's block:
+//
+//	upstream azure <endpoint> [<api_key>] {
+//		deployment  <name>
+//		api_version <version>
+//	}
+func (a *Azure) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // provider name
+	for d.NextBlock(0) {
+		var err error
+		switch d.Val() {
+		case "deployment":
+			a.Deployment, err = optionArg(d)
+		case "api_version":
+			a.APIVersion, err = optionArg(d)
+		default:
+			return unknownOption(d, "azure", "deployment", "api_version")
+		}
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }
@@ -102,7 +128,8 @@ func (a *Azure) Error(x *route.Exchange, status int, body []byte) *llm.Error {
 
 // Interface guards
 var (
-	_ route.Provider    = (*Azure)(nil)
-	_ route.Prober      = (*Azure)(nil)
-	_ caddy.Provisioner = (*Azure)(nil)
+	_ route.Provider        = (*Azure)(nil)
+	_ route.Prober          = (*Azure)(nil)
+	_ caddy.Provisioner     = (*Azure)(nil)
+	_ caddyfile.Unmarshaler = (*Azure)(nil)
 )

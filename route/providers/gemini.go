@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
 	"github.com/llmoneapi/llmoneapi/llm"
 	"github.com/llmoneapi/llmoneapi/route"
@@ -52,6 +53,27 @@ func (g *Gemini) Provision(ctx caddy.Context) error {
 		newDecoder:     func() streamDecoder { return &gemini.StreamDecoder{} },
 		decodeError:    gemini.DecodeError,
 	}}
+	return nil
+}
+
+// UnmarshalCaddyfile sets the options from the upstream's block:
+//
+//	upstream gemini <base_url> [<api_key>] {
+//		legacy_schema
+//	}
+func (g *Gemini) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // provider name
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "legacy_schema":
+			if d.NextArg() {
+				return d.Err("legacy_schema takes no value")
+			}
+			g.LegacySchema = true
+		default:
+			return unknownOption(d, "gemini", "legacy_schema")
+		}
+	}
 	return nil
 }
 
@@ -108,7 +130,8 @@ func (g *Gemini) Error(_ *route.Exchange, status int, body []byte) *llm.Error {
 
 // Interface guards
 var (
-	_ route.Provider    = (*Gemini)(nil)
-	_ route.Prober      = (*Gemini)(nil)
-	_ caddy.Provisioner = (*Gemini)(nil)
+	_ route.Provider        = (*Gemini)(nil)
+	_ route.Prober          = (*Gemini)(nil)
+	_ caddy.Provisioner     = (*Gemini)(nil)
+	_ caddyfile.Unmarshaler = (*Gemini)(nil)
 )
