@@ -16,7 +16,6 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/llmoneapi/llmoneapi/llm"
-	"github.com/llmoneapi/llmoneapi/wire/tokens"
 )
 
 const (
@@ -68,9 +67,6 @@ type try struct {
 	held   [][]byte
 	eof    bool
 	idle   *idleReader
-	// count counts a stream's text deltas as they pass, for the usage of a
-	// stream the upstream reports none for or cuts short.
-	count *tokens.Counter
 }
 
 // chain returns the models a call may be served by: the model asked for,
@@ -218,14 +214,12 @@ func (h *Handler) try(ctx context.Context, m *Model, u *Upstream, endpoint llm.E
 		t.resp = resp
 		t.idle = &idleReader{r: resp.Body, d: m.streamIdle, cancel: t.cancel}
 		t.stream = provider.Stream(t.x, t.idle)
-		t.count = tokens.NewCounter(t.x.Model)
 		held := 0
 		for {
 			ev, err := t.stream.Next()
 			if ev.Usage != nil {
 				t.usage = ev.Usage
 			}
-			t.count.Add(string(ev.Text))
 			if len(ev.Data) > 0 {
 				t.held = append(t.held, bytes.Clone(ev.Data))
 				held += len(ev.Data)
@@ -481,9 +475,6 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, call *llm.Call, 
 		hdr.Set("Content-Length", strconv.Itoa(len(t.body)))
 		w.WriteHeader(t.status)
 		_, _ = w.Write(t.body)
-		if t.usage == nil {
-			estimateAnswer(call, t)
-		}
 		return
 	}
 	outcome := h.relayStream(w, r, call, t)
@@ -491,7 +482,6 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, call *llm.Call, 
 		call.Attempts[len(call.Attempts)-1].Outcome = string(outcome)
 	}
 	t.finish(outcome)
-	settleStream(call, t, outcome == OutcomeOK)
 }
 
 // relayStream sends a committed stream event by event, flushing each at
@@ -527,7 +517,6 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, call *llm.
 		if ev.Usage != nil {
 			call.Usage, call.UsageSource = *ev.Usage, llm.UsageUpstream
 		}
-		t.count.Add(string(ev.Text))
 		if len(ev.Data) > 0 {
 			if _, werr := w.Write(ev.Data); werr != nil {
 				h.clientGone(call)

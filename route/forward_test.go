@@ -12,7 +12,6 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/llmoneapi/llmoneapi/llm"
-	"github.com/llmoneapi/llmoneapi/wire/tokens"
 )
 
 // brokenStream yields its events, then breaks; it ends a broken stream the
@@ -48,7 +47,6 @@ func TestRelayStreamErrorEvent(t *testing.T) {
 		model: &Model{Name: "m"}, up: &Upstream{id: "test", state: new(health)}, status: 200,
 		ctx: ctx, cancel: cancel, held: [][]byte{[]byte("data: first\n\n")},
 		stream: &brokenStream{events: []string{"data: second\n\n"}},
-		x:      &Exchange{Endpoint: llm.EndpointChat, Request: &llm.Request{}}, count: tokens.NewCounter("m"),
 	}
 	tr.up.state.inFlight.Add(1)
 	h.relay(w, r, call, tr)

@@ -77,11 +77,6 @@ type StreamEvent struct {
 	// Usage is the usage the event reported, if any. A later event's usage
 	// replaces an earlier one's.
 	Usage *llm.Usage
-	// Text is the answer's text the event carried (content, reasoning,
-	// refusal, tool-call arguments). The handler counts it, to record the
-	// usage of a stream whose upstream reported none or broke off. Like
-	// Data, it is valid only until the next call to Next.
-	Text []byte
 	// Content says the event carries part of the answer (text, a tool call,
 	// a finish reason, usage): keep-alives, role-only chunks and empty
 	// events do not. The handler commits a stream to the client at its

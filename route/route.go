@@ -19,7 +19,6 @@ import (
 
 	"github.com/llmoneapi/llmoneapi/internal/metrics"
 	"github.com/llmoneapi/llmoneapi/llm"
-	"github.com/llmoneapi/llmoneapi/wire/tokens"
 )
 
 func init() {
@@ -118,15 +117,6 @@ func (h *Handler) Provision(ctx caddy.Context) error {
 		}
 	}
 	h.probes = startProber(h.logger, probed)
-	// Usage an upstream does not report is counted with its model's
-	// tokenizer: load them now rather than on a call.
-	var names []string
-	for _, m := range h.allModels() {
-		for _, u := range m.Upstreams {
-			names = append(names, u.upstreamName)
-		}
-	}
-	tokens.Preload(names...)
 	register(h)
 	return nil
 }

@@ -163,7 +163,6 @@ type openaiStream struct {
 	content          bool // an event had content: every later one counts
 	finished         bool // a choice had its finish_reason
 	usage            bool // the usage chunk came
-	text             []byte
 }
 
 var (
@@ -198,8 +197,6 @@ func (s *openaiStream) Next() (route.StreamEvent, error) {
 		s.content = hasContent(ev.Data)
 	}
 	out.Content = s.content
-	s.text = chunkText(s.text[:0], ev.Data)
-	out.Text = s.text
 	// Only chunks with a usage object are parsed; the rest, "usage":null
 	// included, pass untouched.
 	if !hasValue(ev.Data, usageKey, '{') {
@@ -245,60 +242,6 @@ func hasContent(data []byte) bool {
 	return false
 }
 
-// textKeys are the chunk fields whose string values are the answer's text:
-// a completion choice's text, a delta's content, refusal and reasoning, a
-// tool call's arguments.
-var textKeys = [][]byte{[]byte(`"content"`), []byte(`"text"`), []byte(`"refusal"`),
-	[]byte(`"reasoning_content"`), []byte(`"reasoning"`), []byte(`"arguments"`)}
-
-// chunkText appends a chunk's answer text to dst, for the handler to count.
-// It scans rather than decodes, as hasValue does, so that relaying a chunk
-// stays about as cheap as it was; a key inside a string cannot match, since
-// its quotes there are escaped. Escaped text is decoded.
-func chunkText(dst, data []byte) []byte {
-	for _, key := range textKeys {
-		for rest := data; ; {
-			v, after, ok := valueAfter(rest, key)
-			if !ok {
-				break
-			}
-			rest = after
-			if v[0] != '"' {
-				continue
-			}
-			end, escaped := stringEnd(v)
-			if end < 0 {
-				break
-			}
-			if !escaped {
-				dst = append(dst, v[1:end]...)
-				continue
-			}
-			var text string
-			if json.Unmarshal(v[:end+1], &text) == nil {
-				dst = append(dst, text...)
-			}
-		}
-	}
-	return dst
-}
-
-// stringEnd returns the index of the closing quote of the JSON string that
-// s starts with (-1 if there is none), and whether the string has escapes.
-func stringEnd(s []byte) (int, bool) {
-	escaped := false
-	for i := 1; i < len(s); i++ {
-		switch s[i] {
-		case '\\':
-			escaped = true
-			i++
-		case '"':
-			return i, escaped
-		}
-	}
-	return -1, escaped
-}
-
 // emptyJSON tells null, "", [] and {} apart from values with something in.
 func emptyJSON(v json.RawMessage) bool {
 	switch string(bytes.TrimSpace(v)) {
@@ -318,30 +261,14 @@ var (
 // finish_reason that is not null.
 func hasValue(data, key []byte, first byte) bool {
 	for {
-		v, rest, ok := valueAfter(data, key)
-		if !ok {
-			return false
-		}
-		if v[0] == first {
-			return true
-		}
-		data = rest
-	}
-}
-
-// valueAfter finds the next key followed by a colon in data and returns
-// what follows from the value's first byte on, and where to look for the
-// next one.
-func valueAfter(data, key []byte) (value, rest []byte, ok bool) {
-	for {
 		i := bytes.Index(data, key)
 		if i < 0 {
-			return nil, nil, false
+			return false
 		}
 		data = bytes.TrimLeft(data[i+len(key):], " \t\r\n")
 		if len(data) > 0 && data[0] == ':' {
-			if v := bytes.TrimLeft(data[1:], " \t\r\n"); len(v) > 0 {
-				return v, v[1:], true
+			if rest := bytes.TrimLeft(data[1:], " \t\r\n"); len(rest) > 0 && rest[0] == first {
+				return true
 			}
 		}
 	}

@@ -119,9 +119,8 @@ type translatedStream struct {
 	format   upstreamFormat
 	evs      []wire.Event
 	buf      []byte
-	text     []byte // the event's answer text, for the handler to count
-	content  bool   // an event had content: every later one counts
-	finished bool   // the upstream gave its finish reason
+	content  bool // an event had content: every later one counts
+	finished bool // the upstream gave its finish reason
 	done     bool
 }
 
@@ -146,7 +145,7 @@ func (s *translatedStream) Next() (route.StreamEvent, error) {
 		return route.StreamEvent{}, fmt.Errorf("bad stream event: %w", err)
 	}
 	out := route.StreamEvent{More: s.events.Ready()}
-	s.buf, s.text = s.buf[:0], s.text[:0]
+	s.buf = s.buf[:0]
 	for i := range s.evs {
 		e := &s.evs[i]
 		switch e.Type {
@@ -163,10 +162,9 @@ func (s *translatedStream) Next() (route.StreamEvent, error) {
 			s.finished, s.content = true, true
 		default:
 			s.content = true
-			s.text = append(s.text, e.Text...)
 		}
 		s.buf = s.enc.Encode(s.buf, e)
 	}
-	out.Data, out.Content, out.Text = s.buf, s.content, s.text
+	out.Data, out.Content = s.buf, s.content
 	return out, nil
 }
