@@ -7,6 +7,7 @@ package llmtest
 import (
 	"bufio"
 	"encoding/json"
+	"io"
 	"net"
 	"net/http/httptest"
 	"os"
@@ -136,6 +137,30 @@ func (g *Gateway) Load(site string) {
 	}
 	if err := caddy.Load(cfg, true); err != nil {
 		g.t.Fatalf("loading the config: %v", err)
+	}
+	g.waitServing()
+}
+
+// waitServing returns once the gateway's port answers. Right after a
+// reload, a connection can still land on the old servers as they shut down
+// and be closed unanswered; a test's first call must not be that one. The
+// probe lacks a Host header, so Go's server answers it 400 before any
+// handler runs, and no recorder sees it.
+func (g *Gateway) waitServing() {
+	addr := strings.TrimPrefix(g.URL, "http://")
+	for deadline := time.Now().Add(2 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			continue
+		}
+		_ = conn.SetDeadline(time.Now().Add(time.Second))
+		_, err = conn.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+		var b [12]byte
+		n, rerr := io.ReadFull(conn, b[:])
+		conn.Close()
+		if err == nil && rerr == nil && n == len(b) && strings.HasPrefix(string(b[:]), "HTTP/1.1 ") {
+			return
+		}
 	}
 }
 
