@@ -194,12 +194,18 @@ done
 
 started=$(date -u '+%Y-%m-%d %H:%M UTC')
 
-# One build per source tree: the cache key is the commit plus any change
-# not committed, so a run after an edit measures the edit.
+# One build per source tree: the cache key hashes every Go file and go.mod
+# and go.sum as they are on disk, committed or not, so a run after an edit
+# measures the edit and a change to the docs rebuilds nothing.
 tree=$(cd "$root" && {
-	git rev-parse HEAD 2>/dev/null || echo no-git
-	git diff HEAD 2>/dev/null || true
-	git ls-files -o --exclude-standard -z 2>/dev/null | xargs -0 -r cat 2>/dev/null || true
+	go version
+	if git rev-parse --git-dir >/dev/null 2>&1; then
+		git ls-files -co --exclude-standard -- '*.go' go.mod go.sum | LC_ALL=C sort
+	else
+		find . -name '*.go' -o -name go.mod -o -name go.sum | LC_ALL=C sort
+	fi | while IFS= read -r f; do
+		[[ -f $f ]] && printf '%s\n' "$f" && cat "$f"
+	done
 } | sha256sum | cut -c1-16)
 bin=$BENCH_CACHE/$tree
 if [[ -x $bin/caddy && -x $bin/mockllm && -x $bin/load && -x $bin/report ]]; then
