@@ -8,7 +8,8 @@
 // The translation is stateless: the client sends the whole conversation in
 // input every turn (store: false), as coding agents do. A request that
 // points at state kept by OpenAI (previous_response_id, conversation) is
-// refused with ErrStateful, a 400, since a translated upstream keeps none.
+// refused with ErrStateful, a 400, since a translated upstream keeps none;
+// so is an item_reference input item.
 //
 // What a request keeps and drops in translation:
 //
