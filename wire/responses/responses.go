@@ -38,7 +38,8 @@
 //
 //	dropped, named in Request.Dropped
 //	built-in and other non-function tools (web_search, file_search, local_shell, custom,
-//	mcp, a namespace group, ...) and the items of their calls and outputs;
+//	mcp, a namespace group, ...) and the items of their calls and outputs (a
+//	function_call with a namespace among them);
 //	input_file parts, input_image by file_id, item_reference items, an item's id and
 //	status, strict on tools, include (other values), prompt_cache_key, client_metadata,
 //	metadata, reasoning.summary, service_tier, truncation, text.verbosity, store: true,
@@ -165,6 +166,8 @@ type item struct {
 	Name      string          `json:"name,omitempty"`
 	Arguments *string         `json:"arguments,omitempty"`
 	Output    json.RawMessage `json:"output,omitempty"`
+	// Namespace is the namespace group of a function call's tool.
+	Namespace string `json:"namespace,omitempty"`
 	// Summary, EncryptedContent (and Content, as reasoning_text parts) are
 	// a reasoning item's.
 	Summary          *[]summaryPart `json:"summary,omitempty"`
@@ -413,6 +416,7 @@ func decodeInput(raw json.RawMessage, out *wire.Request) error {
 	if err := json.Unmarshal(raw, &items); err != nil {
 		return errors.New("responses: 'input' must be a string or an array of items")
 	}
+	var skipped []string // the call ids of calls dropped with their tools
 	for i := range items {
 		it := &items[i]
 		if it.ID != "" {
@@ -420,6 +424,16 @@ func decodeInput(raw json.RawMessage, out *wire.Request) error {
 		}
 		if it.Status != "" {
 			out.Dropped = wire.Note(out.Dropped, "input.status")
+		}
+		if it.Type == "function_call" && it.Namespace != "" {
+			// A call of a tool of a namespace group, which is dropped:
+			// the call goes, and its output with it.
+			out.Dropped = wire.Note(out.Dropped, "input[type=function_call,namespace]")
+			skipped = append(skipped, it.CallID)
+			continue
+		}
+		if it.Type == "function_call_output" && slices.Contains(skipped, it.CallID) {
+			continue
 		}
 		if err := decodeItem(it, out); err != nil {
 			return fmt.Errorf("responses: input[%d]: %w", i, err)
