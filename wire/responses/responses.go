@@ -58,6 +58,21 @@
 // input_tokens_details; cache writes as cache_write_tokens),
 // output_tokens (reasoning_tokens in output_tokens_details) and
 // total_tokens. Errors are OpenAI's error shape (wire/openai).
+//
+// A stream is response.created and response.in_progress, then per item
+// response.output_item.added, its deltas (output_text, reasoning summary
+// text, function call arguments) between their part events, and its .done
+// events, then response.completed (response.incomplete for finish
+// "length") with the whole response and its usage; every event has its
+// sequence_number and the item ids are the same throughout. A stream that
+// breaks off ends with an error event and response.failed, whose code is the
+// upstream's or OpenAI's for the kind (rate_limit_exceeded,
+// context_length_exceeded, server_error, ...).
+//
+// Towards a Responses upstream, EncodeRequest writes store: false, function
+// tools with strict: false (the API's default of strict rejects most schemas
+// other formats take), reasoning items only with their encrypted content,
+// and drops what the format lacks: stop, seed, top_k, the penalties.
 package responses
 
 import (
