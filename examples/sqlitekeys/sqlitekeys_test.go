@@ -161,9 +161,9 @@ func TestCaddyfile(t *testing.T) {
 		}
 	}
 	for in, want := range map[string]string{
-		"sqlitekeys a.db b.db":            "sqlitekeys takes the arguments [<database>], not 'b.db'",
+		"sqlitekeys a.db b.db":                "sqlitekeys takes the arguments [<database>], not 'b.db'",
 		"sqlitekeys a.db {\ndatabase b.db\n}": "sqlitekeys: 'database' is given twice",
-		"sqlitekeys {\ntable t\n}":        "unknown sqlitekeys subdirective 'table'; it takes database",
+		"sqlitekeys {\ntable t\n}":            "unknown sqlitekeys subdirective 'table'; it takes database",
 	} {
 		if _, err := adapt(in); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Caddyfile %q: got %v, want %q", in, err, want)
