@@ -22,8 +22,14 @@ type apiRequest struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
 	Messages []struct {
+		Role    string          `json:"role"`
 		Content json.RawMessage `json:"content"`
 	} `json:"messages"`
+	Tools []struct {
+		Function struct {
+			Name string `json:"name"`
+		} `json:"function"`
+	} `json:"tools"`
 	Prompt              json.RawMessage `json:"prompt"`
 	Input               json.RawMessage `json:"input"`
 	MaxTokens           int             `json:"max_tokens"`
@@ -242,9 +248,20 @@ type chatChoice struct {
 }
 
 type chatMessage struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
-	Refusal any    `json:"refusal"`
+	Role      string         `json:"role"`
+	Content   string         `json:"content"`
+	Refusal   any            `json:"refusal"`
+	ToolCalls []chatToolCall `json:"tool_calls,omitempty"`
+}
+
+type chatToolCall struct {
+	Index    *int   `json:"index,omitempty"`
+	ID       string `json:"id,omitempty"`
+	Type     string `json:"type,omitempty"`
+	Function struct {
+		Name      string `json:"name,omitempty"`
+		Arguments string `json:"arguments"`
+	} `json:"function"`
 }
 
 type chatChunkChoice struct {
@@ -255,8 +272,22 @@ type chatChunkChoice struct {
 }
 
 type chatDelta struct {
-	Role    string  `json:"role,omitempty"`
-	Content *string `json:"content,omitempty"`
+	Role      string         `json:"role,omitempty"`
+	Content   *string        `json:"content,omitempty"`
+	ToolCalls []chatToolCall `json:"tool_calls,omitempty"`
+}
+
+// chatTool returns the tool call a chat reply makes, if any: Behavior's
+// ToolCall when the request offers tools and its last message is not a
+// tool result.
+func chatTool(req *apiRequest, b Behavior, finish string) (name, args string, ok bool) {
+	tools := make([]string, len(req.Tools))
+	for i, t := range req.Tools {
+		tools[i] = t.Function.Name
+	}
+	answered := len(req.Messages) > 0 && req.Messages[len(req.Messages)-1].Role == "tool"
+	name, args, ok = toolFor(b, tools, answered)
+	return name, args, ok && finish != "length"
 }
 
 type textChoice struct {
@@ -330,7 +361,14 @@ func serveReply(x *exchange, req *apiRequest, b Behavior, chat bool) {
 	c := completion{Created: time.Now().Unix(), Model: req.Model}
 	if chat {
 		c.ID, c.Object = newID("chatcmpl-"), "chat.completion"
-		c.Choices = []chatChoice{{Message: chatMessage{Role: "assistant", Content: text.String()}, FinishReason: finish}}
+		msg := chatMessage{Role: "assistant", Content: text.String()}
+		if name, args, ok := chatTool(req, b, finish); ok {
+			call := chatToolCall{ID: newID("call_"), Type: "function"}
+			call.Function.Name, call.Function.Arguments = name, args
+			msg.ToolCalls, finish = []chatToolCall{call}, "tool_calls"
+			n++
+		}
+		c.Choices = []chatChoice{{Message: msg, FinishReason: finish}}
 	} else {
 		c.ID, c.Object = newID("cmpl-"), "text_completion"
 		c.Choices = []textChoice{{Text: text.String(), FinishReason: &finish}}
@@ -400,6 +438,25 @@ func (x *exchange) stream(req *apiRequest, b Behavior, chat bool) {
 		if b.Stall > 0 && i+1 == b.StallAfter && !x.sleep(b.Stall) {
 			return
 		}
+	}
+	if name, args, ok := chatTool(req, b, finish); chat && ok {
+		// The call's name first, then its arguments in two pieces, as a
+		// model streams them.
+		zero, half := 0, len(args)/2
+		for i, piece := range []string{"", args[:half], args[half:]} {
+			call := chatToolCall{Index: &zero}
+			if i == 0 {
+				call.ID, call.Type, call.Function.Name = newID("call_"), "function", name
+			}
+			call.Function.Arguments = piece
+			c := head
+			c.Choices = []chatChunkChoice{{Delta: chatDelta{ToolCalls: []chatToolCall{call}}}}
+			if !x.event(c) {
+				return
+			}
+		}
+		finish = "tool_calls"
+		n++
 	}
 	c := head
 	c.Choices = choice(nil, &finish)

@@ -89,10 +89,10 @@ type Behavior struct {
 	// OpenAI-compatible servers do, even when the request asks for it with
 	// stream_options.include_usage.
 	NoUsage bool
-	// ToolCall, when set, makes a request that offers tools (Anthropic
-	// and Gemini) answer with a call of one of them after its text, unless
-	// the request's last turn already carries a tool result: then the
-	// answer is text alone, so that a two-turn tool loop ends.
+	// ToolCall, when set, makes a request that offers tools (OpenAI chat,
+	// Anthropic and Gemini) answer with a call of one of them after its
+	// text, unless the request's last turn already carries a tool result:
+	// then the answer is text alone, so that a two-turn tool loop ends.
 	ToolCall *ToolCall
 	// CachedTokens and CacheCreationTokens are reported as prompt tokens
 	// read from and written to a prompt cache, on top of the prompt's

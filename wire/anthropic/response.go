@@ -250,3 +250,21 @@ func init() {
 		return ErrorStatus(w), EncodeError(w)
 	})
 }
+
+// ResponseUsage reads the usage of a whole Messages response, nil when it
+// has none, without decoding the rest: for a response passed through.
+func ResponseUsage(body []byte) (*llm.Usage, error) {
+	var u *llm.Usage
+	err := llm.ScanObject(body, func(key []byte, v llm.Span) error {
+		if string(key) != "usage" || body[v.Start] != '{' {
+			return nil
+		}
+		var in usage
+		if err := json.Unmarshal(body[v.Start:v.End], &in); err != nil {
+			return fmt.Errorf("anthropic: bad usage: %w", err)
+		}
+		u = in.canonical()
+		return nil
+	})
+	return u, err
+}
