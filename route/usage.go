@@ -9,6 +9,7 @@ import (
 	"github.com/llmoneapi/llmoneapi/llm"
 	"github.com/llmoneapi/llmoneapi/sse"
 	"github.com/llmoneapi/llmoneapi/wire"
+	"github.com/llmoneapi/llmoneapi/wire/anthropic"
 	"github.com/llmoneapi/llmoneapi/wire/openai"
 	"github.com/llmoneapi/llmoneapi/wire/tokens"
 )
@@ -79,7 +80,12 @@ func (s *sent) completionTokens(x *Exchange) int {
 func streamText(endpoint llm.Endpoint, stream []byte) string {
 	var text strings.Builder
 	events := sse.NewReader(bytes.NewReader(stream), 0)
-	var dec openai.StreamDecoder
+	var dec interface {
+		Decode([]wire.Event, []byte) ([]wire.Event, error)
+	} = &openai.StreamDecoder{}
+	if endpoint == llm.EndpointMessages {
+		dec = &anthropic.StreamDecoder{}
+	}
 	var evs []wire.Event
 	for {
 		ev, err := events.Next()
@@ -113,8 +119,12 @@ func streamText(endpoint llm.Endpoint, stream []byte) string {
 	return text.String()
 }
 
-// estimateAnswer records the usage of an unstreamed answer without one.
+// estimateAnswer records the usage of an unstreamed answer without one. A
+// token count generates nothing and uses nothing.
 func estimateAnswer(call *llm.Call, t *try) {
+	if t.x.Endpoint == llm.EndpointCountTokens {
+		return
+	}
 	prompt := promptTokens(t.x)
 	completion := answerTokens(t.x, t.body)
 	call.Usage, call.UsageSource = counted(prompt, completion), llm.UsageEstimated
@@ -154,8 +164,8 @@ func settleStream(call *llm.Call, t *try, finished bool) {
 // promptTokens estimates the prompt tokens of the client's request.
 func promptTokens(x *Exchange) int {
 	body := x.Request.Body
-	if x.Endpoint == llm.EndpointChat {
-		req, err := openai.DecodeRequest(body)
+	if decode := requestDecoders[x.Endpoint]; decode != nil {
+		req, err := decode(body)
 		if err != nil {
 			return 0 // the upstream took it; nothing the gateway can count
 		}
@@ -175,6 +185,12 @@ func promptTokens(x *Exchange) int {
 	return n
 }
 
+// requestDecoders read the chat requests of the client APIs that have them.
+var requestDecoders = map[llm.Endpoint]func([]byte) (*wire.Request, error){
+	llm.EndpointChat:     openai.DecodeRequest,
+	llm.EndpointMessages: anthropic.DecodeRequest,
+}
+
 // texts reads a string or a list of strings; token-id arrays are not text
 // and count nothing.
 func texts(raw json.RawMessage) []string {
@@ -191,8 +207,12 @@ func texts(raw json.RawMessage) []string {
 // the client's API.
 func answerTokens(x *Exchange, body []byte) int {
 	switch x.Endpoint {
-	case llm.EndpointChat:
-		resp, err := openai.DecodeResponse(body)
+	case llm.EndpointChat, llm.EndpointMessages:
+		decode := openai.DecodeResponse
+		if x.Endpoint == llm.EndpointMessages {
+			decode = anthropic.DecodeResponse
+		}
+		resp, err := decode(body)
 		if err != nil {
 			return 0
 		}
