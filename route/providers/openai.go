@@ -93,6 +93,11 @@ func (c *openaiCompat) body(x *route.Exchange) (path string, body []byte, err er
 	return openaiPaths[llm.EndpointChat], body, err
 }
 
+// Answer estimates a token count, which the OpenAI API has no endpoint for.
+func (openaiCompat) Answer(x *route.Exchange) ([]byte, http.Header, bool, error) {
+	return countTokens(x)
+}
+
 // NewRequest builds the upstream request.
 func (o *OpenAI) NewRequest(ctx context.Context, x *route.Exchange) (*http.Request, error) {
 	path, body, err := o.body(x)
@@ -374,5 +379,6 @@ func rawString(v json.RawMessage) string {
 // Interface guards
 var (
 	_ route.Provider    = (*OpenAI)(nil)
+	_ route.Answerer    = (*OpenAI)(nil)
 	_ caddy.Provisioner = (*OpenAI)(nil)
 )
