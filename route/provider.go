@@ -23,7 +23,9 @@ import (
 type Provider interface {
 	// NewRequest returns the upstream HTTP request for one attempt. It must
 	// set the upstream's credentials and must not copy anything of the
-	// client's request but what the exchange carries.
+	// client's request but what the exchange carries. An *llm.Error
+	// (wrapped or not) says the client's request cannot be served this
+	// way: the client gets it, and no other upstream is tried.
 	NewRequest(ctx context.Context, x *Exchange) (*http.Request, error)
 
 	// Response turns a complete successful upstream response body into the
@@ -42,6 +44,17 @@ type Provider interface {
 	// error the client gets. The route handler scrubs credentials from it
 	// and decides the status.
 	Error(x *Exchange, status int, body []byte) *llm.Error
+}
+
+// Redoer is implemented by providers that may send a refused request to the
+// same upstream again in another shape: an openai upstream without the
+// Responses API (404 or 405 on /responses) gets the call as chat
+// completions. The second request belongs to the same try, and its answer,
+// whatever it is, is the try's.
+type Redoer interface {
+	// Redo reports whether to build the exchange's request again with
+	// NewRequest and send it, after the upstream answered status with body.
+	Redo(x *Exchange, status int, body []byte) bool
 }
 
 // Prober is implemented by providers whose upstreams are health-checked
