@@ -1,0 +1,183 @@
+package providers
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/llmoneapi/llmoneapi/llm"
+	"github.com/llmoneapi/llmoneapi/route"
+	"github.com/llmoneapi/llmoneapi/sse"
+	"github.com/llmoneapi/llmoneapi/wire"
+	"github.com/llmoneapi/llmoneapi/wire/responses"
+)
+
+// The ways an openai upstream serves the Responses API (OpenAI.Responses).
+const (
+	// ResponsesAuto passes calls through to <base>/responses until the
+	// upstream answers 404 or 405 there, then translates them to chat
+	// completions for the rest of the config's life.
+	ResponsesAuto = "auto"
+	// ResponsesNative always passes calls through to <base>/responses.
+	ResponsesNative = "native"
+	// ResponsesTranslate always translates calls to chat completions.
+	ResponsesTranslate = "translate"
+)
+
+func init() {
+	clientFormats[llm.EndpointResponses] = &clientFormat{
+		decodeRequest:    responses.DecodeRequest,
+		encodeResponse:   responses.EncodeResponse,
+		newStreamEncoder: func(*route.Exchange) streamEncoder { return responses.NewStreamEncoder() },
+	}
+}
+
+// responsesResponse passes a whole Responses answer through and reads its
+// usage.
+func responsesResponse(body []byte) ([]byte, *llm.Usage, error) {
+	usage, err := responses.Usage(body)
+	if err != nil {
+		return nil, nil, err
+	}
+	return body, usage, nil
+}
+
+// responsesStream relays an upstream's Responses event stream as it came,
+// reading the usage from its final event (response.completed or
+// response.incomplete), which ends it. The upstream's own failure
+// (response.failed, or an error event) is the stream breaking: before the
+// answer's first content another upstream is tried, after it the client's
+// stream is cut with ErrorEvent.
+type responsesStream struct {
+	events  *sse.Reader
+	seq     int // the events relayed: the next event's sequence number
+	id      string
+	model   string
+	created int64
+	content bool // an event had content: every later one counts
+}
+
+func newResponsesStream(body io.Reader) *responsesStream {
+	return &responsesStream{events: sse.NewReader(body, 0)}
+}
+
+func (s *responsesStream) Next() (route.StreamEvent, error) {
+	ev, err := s.events.Next()
+	if err == io.EOF {
+		return route.StreamEvent{}, fmt.Errorf("the stream ended before response.completed: %w", io.ErrUnexpectedEOF)
+	}
+	if err != nil {
+		return route.StreamEvent{}, err
+	}
+	out := route.StreamEvent{Data: ev.Raw, More: s.events.Ready()}
+	switch typ := eventType(ev); typ {
+	case "":
+		// A keep-alive (comments alone), or data of no known shape: not
+		// ours to judge, passed on.
+		if len(ev.Data) > 0 {
+			s.seq++
+		}
+		out.Content = s.content
+		return out, nil
+	case "response.created":
+		s.id, s.model, s.created = createdOf(ev.Data)
+	case "response.queued", "response.in_progress":
+	case "error", "response.failed":
+		return route.StreamEvent{}, fmt.Errorf("the upstream failed the response (%s): %.300s", typ, ev.Data)
+	case "response.completed", "response.incomplete":
+		usage, err := responses.Usage(ev.Data)
+		if err != nil {
+			return route.StreamEvent{}, fmt.Errorf("bad %s event: %w", typ, err)
+		}
+		s.seq++
+		return route.StreamEvent{Data: ev.Raw, Usage: usage, Content: true}, io.EOF
+	default:
+		s.content = true
+	}
+	s.seq++
+	out.Content = s.content
+	return out, nil
+}
+
+// ErrorEvent ends a cut stream as the Responses API ends a failed one: an
+// error event, then response.failed, numbered after the upstream's events.
+func (s *responsesStream) ErrorEvent(e *llm.Error) []byte {
+	code := e.Code
+	if code == "" {
+		code = "server_error"
+	}
+	dst := wire.AppendJSONEvent(nil, "error", errorEvent{Type: "error", SequenceNumber: s.seq, Code: code, Message: e.Message})
+	failed := failedEvent{Type: "response.failed", SequenceNumber: s.seq + 1}
+	failed.Response.ID, failed.Response.Object, failed.Response.CreatedAt = s.id, "response", s.created
+	failed.Response.Status, failed.Response.Model, failed.Response.Output = "failed", s.model, []struct{}{}
+	failed.Response.Error.Code, failed.Response.Error.Message = code, e.Message
+	return wire.AppendJSONEvent(dst, "response.failed", failed)
+}
+
+// errorEvent is a Responses stream's error event.
+type errorEvent struct {
+	Type           string  `json:"type"`
+	SequenceNumber int     `json:"sequence_number"`
+	Code           string  `json:"code"`
+	Message        string  `json:"message"`
+	Param          *string `json:"param"`
+}
+
+// failedEvent is response.failed with as much of the response as a relay
+// knows.
+type failedEvent struct {
+	Type           string `json:"type"`
+	SequenceNumber int    `json:"sequence_number"`
+	Response       struct {
+		ID        string     `json:"id"`
+		Object    string     `json:"object"`
+		CreatedAt int64      `json:"created_at"`
+		Status    string     `json:"status"`
+		Model     string     `json:"model"`
+		Output    []struct{} `json:"output"`
+		Error     struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	} `json:"response"`
+}
+
+var errFound = errors.New("found")
+
+// eventType is an event's type: its event name, as OpenAI sends it, or
+// else the "type" member of its data.
+func eventType(ev sse.Event) string {
+	if len(ev.Name) > 0 {
+		return string(ev.Name)
+	}
+	var typ string
+	_ = llm.ScanObject(ev.Data, func(key []byte, v llm.Span) error {
+		if string(key) != "type" {
+			return nil
+		}
+		if val := ev.Data[v.Start:v.End]; val[0] == '"' {
+			_ = json.Unmarshal(val, &typ)
+		}
+		return errFound
+	})
+	return typ
+}
+
+// createdOf reads the response's id, model and creation time from
+// response.created, for the events the relay may have to write itself.
+func createdOf(data []byte) (id, model string, created int64) {
+	var ev struct {
+		Response struct {
+			ID        string `json:"id"`
+			Model     string `json:"model"`
+			CreatedAt int64  `json:"created_at"`
+		} `json:"response"`
+	}
+	if json.Unmarshal(data, &ev) == nil {
+		return ev.Response.ID, ev.Response.Model, ev.Response.CreatedAt
+	}
+	return "", "", 0
+}
+
+var _ route.StreamErrorer = (*responsesStream)(nil)
