@@ -3,6 +3,7 @@ package fakellm
 import (
 	"encoding/json"
 	"net/http"
+	"strings"
 	"time"
 )
 
@@ -45,46 +46,52 @@ type anthropicBlock struct {
 }
 
 // anthropicText returns the texts of content given as a string or as
-// blocks (tool results included), and whether it holds a tool result.
-func anthropicText(raw json.RawMessage) (texts []string, toolResult bool, ok bool) {
+// blocks, tool results included, and the texts of its tool results alone.
+func anthropicText(raw json.RawMessage) (texts, results []string, ok bool) {
 	if len(raw) == 0 || string(raw) == "null" {
-		return nil, false, true
+		return nil, nil, true
 	}
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
-		return []string{s}, false, true
+		return []string{s}, nil, true
 	}
 	var blocks []anthropicBlock
 	if json.Unmarshal(raw, &blocks) != nil {
-		return nil, false, false
+		return nil, nil, false
 	}
 	for _, b := range blocks {
 		switch b.Type {
 		case "text":
 			texts = append(texts, b.Text)
 		case "tool_result":
-			toolResult = true
 			inner, _, _ := anthropicText(b.Content)
 			texts = append(texts, inner...)
+			// A result with no text still counts as one that came back.
+			results = append(results, strings.Join(inner, "\n"))
 		}
 	}
-	return texts, toolResult, true
+	return texts, results, true
 }
 
-func (req *anthropicRequest) words() (prompt int, answered bool, ok bool) {
+// read counts the request's prompt words and reads its conversation.
+func (req *anthropicRequest) read() (prompt int, t turn, ok bool) {
 	texts, _, ok := anthropicText(req.System)
 	if !ok {
-		return 0, false, false
+		return 0, t, false
 	}
 	for i, m := range req.Messages {
-		t, result, ok := anthropicText(m.Content)
+		text, results, ok := anthropicText(m.Content)
 		if !ok {
-			return 0, false, false
+			return 0, t, false
 		}
-		texts = append(texts, t...)
-		answered = i == len(req.Messages)-1 && result
+		texts = append(texts, text...)
+		t.results = append(t.results, results...)
+		t.answered = i == len(req.Messages)-1 && len(results) > 0
 	}
-	return max(words(texts...), 1), answered, true
+	for _, tool := range req.Tools {
+		t.tools = append(t.tools, tool.Name)
+	}
+	return max(words(texts...), 1), t, true
 }
 
 // anthropicFail answers with an Anthropic error.
@@ -125,7 +132,7 @@ func (x *exchange) anthropicFailAs(b Behavior, model string) {
 
 // anthropicCheck reads and checks a Messages request as Anthropic does,
 // answering the error itself when it fails.
-func (s *Server) anthropicCheck(x *exchange, body []byte, readErr error, needMaxTokens bool) (*anthropicRequest, int, bool, bool) {
+func (s *Server) anthropicCheck(x *exchange, body []byte, readErr error, needMaxTokens bool) (*anthropicRequest, int, turn, bool) {
 	var req anthropicRequest
 	parseErr := readErr
 	if readErr == nil {
@@ -134,26 +141,26 @@ func (s *Server) anthropicCheck(x *exchange, body []byte, readErr error, needMax
 	s.recordAs(x, body, req.Model, req.Stream)
 	if x.r.Method != http.MethodPost {
 		x.anthropicFail(http.StatusMethodNotAllowed, "invalid_request_error", "Method Not Allowed")
-		return nil, 0, false, false
+		return nil, 0, turn{}, false
 	}
 	if s.APIKey != "" && x.r.Header.Get("x-api-key") != s.APIKey && s.checkKey(x.r) != nil {
 		x.anthropicFail(http.StatusUnauthorized, "authentication_error", "invalid x-api-key")
-		return nil, 0, false, false
+		return nil, 0, turn{}, false
 	}
 	if x.r.Header.Get("anthropic-version") == "" {
 		x.anthropicFail(http.StatusBadRequest, "invalid_request_error", "anthropic-version: header is required")
-		return nil, 0, false, false
+		return nil, 0, turn{}, false
 	}
 	if readErr != nil {
 		status, msg := readError(readErr)
 		x.anthropicFail(status, "invalid_request_error", msg)
-		return nil, 0, false, false
+		return nil, 0, turn{}, false
 	}
 	if parseErr != nil {
 		x.anthropicFail(http.StatusBadRequest, "invalid_request_error", "There was an issue with your request body: "+parseErr.Error())
-		return nil, 0, false, false
+		return nil, 0, turn{}, false
 	}
-	prompt, answered, ok := req.words()
+	prompt, t, ok := req.read()
 	switch {
 	case req.Model == "":
 		x.anthropicFail(http.StatusBadRequest, "invalid_request_error", "model: Field required")
@@ -164,9 +171,9 @@ func (s *Server) anthropicCheck(x *exchange, body []byte, readErr error, needMax
 	case !ok:
 		x.anthropicFail(http.StatusBadRequest, "invalid_request_error", "messages: content must be a string or an array of content blocks")
 	default:
-		return &req, prompt, answered, true
+		return &req, prompt, t, true
 	}
-	return nil, 0, false, false
+	return nil, 0, turn{}, false
 }
 
 func serveAnthropicCount(s *Server, x *exchange, body []byte, readErr error) {
@@ -196,7 +203,7 @@ const (
 )
 
 func serveAnthropic(s *Server, x *exchange, body []byte, readErr error) {
-	req, prompt, answered, ok := s.anthropicCheck(x, body, readErr, true)
+	req, prompt, t, ok := s.anthropicCheck(x, body, readErr, true)
 	if !ok {
 		return
 	}
@@ -208,13 +215,7 @@ func serveAnthropic(s *Server, x *exchange, body []byte, readErr error) {
 		x.anthropicFailAs(b, req.Model)
 		return
 	}
-	p := planReply(b, *req.MaxTokens, req.StopSequences)
-	tools := make([]string, len(req.Tools))
-	for i, t := range req.Tools {
-		tools[i] = t.Name
-	}
-	toolName, toolArgs, calls := toolFor(b, tools, answered)
-	calls = calls && p.finish != "length"
+	p, toolName, toolArgs, calls := reply(b, t, *req.MaxTokens, req.StopSequences)
 	thinks := req.Thinking != nil && req.Thinking.Type != "disabled"
 	stop := map[string]string{"stop": "end_turn", "length": "max_tokens", "stop_sequence": "stop_sequence"}[p.finish]
 	output := len(p.pieces)

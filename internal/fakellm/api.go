@@ -22,8 +22,14 @@ type apiRequest struct {
 		IncludeUsage bool `json:"include_usage"`
 	} `json:"stream_options"`
 	Messages []struct {
+		Role    string          `json:"role"`
 		Content json.RawMessage `json:"content"`
 	} `json:"messages"`
+	Tools []struct {
+		Function struct {
+			Name string `json:"name"`
+		} `json:"function"`
+	} `json:"tools"`
 	Prompt              json.RawMessage `json:"prompt"`
 	Input               json.RawMessage `json:"input"`
 	MaxTokens           int             `json:"max_tokens"`
@@ -34,6 +40,7 @@ type apiRequest struct {
 	// Filled by the endpoint's check.
 	promptTokens int
 	inputs       []input
+	turn         turn
 }
 
 func (req *apiRequest) includeUsage() bool {
@@ -101,15 +108,22 @@ func checkChat(req *apiRequest) *apiError {
 	if len(req.Messages) == 0 {
 		return invalidParam("messages", "[] is too short - 'messages'")
 	}
-	words := 0
-	for _, m := range req.Messages {
-		n, err := contentWords(m.Content)
+	n := 0
+	for i, m := range req.Messages {
+		texts, err := contentTexts(m.Content)
 		if err != nil {
 			return invalidParam("messages", "Invalid message content: "+err.Error())
 		}
-		words += n
+		n += words(texts...)
+		if m.Role == "tool" {
+			req.turn.results = append(req.turn.results, strings.Join(texts, "\n"))
+			req.turn.answered = i == len(req.Messages)-1
+		}
 	}
-	req.promptTokens = max(words, 1)
+	for _, t := range req.Tools {
+		req.turn.tools = append(req.turn.tools, t.Function.Name)
+	}
+	req.promptTokens = max(n, 1)
 	return nil
 }
 
@@ -145,27 +159,28 @@ func checkEmbedding(req *apiRequest) *apiError {
 	return nil
 }
 
-// contentWords counts the words of a chat message's content: a string, or
-// an array of parts of which only the text ones count.
-func contentWords(raw json.RawMessage) (int, error) {
+// contentTexts returns the texts of a message's content: a string, or an
+// array of parts of which only the text ones count (OpenAI chat's and the
+// Responses API's alike).
+func contentTexts(raw json.RawMessage) ([]string, error) {
 	if len(raw) == 0 || string(raw) == "null" {
-		return 0, nil
+		return nil, nil
 	}
 	var s string
 	if json.Unmarshal(raw, &s) == nil {
-		return len(strings.Fields(s)), nil
+		return []string{s}, nil
 	}
 	var parts []struct {
 		Text string `json:"text"`
 	}
 	if err := json.Unmarshal(raw, &parts); err != nil {
-		return 0, errors.New("expected a string or an array of content parts")
+		return nil, errors.New("expected a string or an array of content parts")
 	}
-	n := 0
-	for _, p := range parts {
-		n += len(strings.Fields(p.Text))
+	texts := make([]string, len(parts))
+	for i, p := range parts {
+		texts[i] = p.Text
 	}
-	return n, nil
+	return texts, nil
 }
 
 // parseInputs reads a legacy prompt or an embedding input: a string, an
@@ -242,9 +257,23 @@ type chatChoice struct {
 }
 
 type chatMessage struct {
-	Role    string `json:"role"`
-	Content string `json:"content"`
-	Refusal any    `json:"refusal"`
+	Role      string         `json:"role"`
+	Content   string         `json:"content"`
+	Refusal   any            `json:"refusal"`
+	ToolCalls []chatToolCall `json:"tool_calls,omitempty"`
+}
+
+// chatToolCall is a tool call of a chat message, and in a stream's deltas
+// a piece of one, which carries its index and, in its first piece only, its
+// id, type and name.
+type chatToolCall struct {
+	Index    *int   `json:"index,omitempty"`
+	ID       string `json:"id,omitempty"`
+	Type     string `json:"type,omitempty"`
+	Function struct {
+		Name      string `json:"name,omitempty"`
+		Arguments string `json:"arguments"`
+	} `json:"function"`
 }
 
 type chatChunkChoice struct {
@@ -255,8 +284,9 @@ type chatChunkChoice struct {
 }
 
 type chatDelta struct {
-	Role    string  `json:"role,omitempty"`
-	Content *string `json:"content,omitempty"`
+	Role      string         `json:"role,omitempty"`
+	Content   *string        `json:"content,omitempty"`
+	ToolCalls []chatToolCall `json:"tool_calls,omitempty"`
 }
 
 type textChoice struct {
@@ -276,16 +306,34 @@ func piece(i int) string {
 	return " chunk" + strconv.Itoa(i)
 }
 
-// replyLength is the number of chunks of a reply and why it ends.
-func replyLength(req *apiRequest, b Behavior) (int, string) {
+// answer lays out a chat or legacy completion: its pieces, why it ends
+// ("stop", "length" or "tool_calls"), and for chat the tool call it makes
+// (nil when none).
+func (req *apiRequest) answer(b Behavior, chat bool) (plan, *chatToolCall) {
 	limit := req.MaxCompletionTokens
 	if limit <= 0 {
 		limit = req.MaxTokens
 	}
-	if limit > 0 && limit < b.Chunks {
-		return limit, "length"
+	if !chat {
+		return planReply(b, limit, nil), nil
 	}
-	return b.Chunks, "stop"
+	p, name, args, calls := reply(b, req.turn, limit, nil)
+	if !calls {
+		return p, nil
+	}
+	p.finish = "tool_calls"
+	c := &chatToolCall{ID: newID("call_"), Type: "function"}
+	c.Function.Name, c.Function.Arguments = name, args
+	return p, c
+}
+
+// output is the completion tokens of an answer: one per piece, and one
+// for a tool call.
+func output(p plan, call *chatToolCall) int {
+	if call != nil {
+		return len(p.pieces) + 1
+	}
+	return len(p.pieces)
 }
 
 func usageJSON(req *apiRequest, completionTokens int) json.RawMessage {
@@ -316,33 +364,33 @@ func serveReply(x *exchange, req *apiRequest, b Behavior, chat bool) {
 		x.stream(req, b, chat)
 		return
 	}
-	n, finish := replyLength(req, b)
-	if !x.sleep(time.Duration(n) * b.ChunkDelay) {
+	p, call := req.answer(b, chat)
+	if !x.sleep(time.Duration(len(p.pieces)) * b.ChunkDelay) {
 		return
 	}
 	if b.DropAfter > 0 {
 		x.abort()
 	}
-	var text strings.Builder
-	for i := range n {
-		text.WriteString(piece(i))
-	}
 	c := completion{Created: time.Now().Unix(), Model: req.Model}
 	if chat {
 		c.ID, c.Object = newID("chatcmpl-"), "chat.completion"
-		c.Choices = []chatChoice{{Message: chatMessage{Role: "assistant", Content: text.String()}, FinishReason: finish}}
+		m := chatMessage{Role: "assistant", Content: p.text()}
+		if call != nil {
+			m.ToolCalls = []chatToolCall{*call}
+		}
+		c.Choices = []chatChoice{{Message: m, FinishReason: p.finish}}
 	} else {
 		c.ID, c.Object = newID("cmpl-"), "text_completion"
-		c.Choices = []textChoice{{Text: text.String(), FinishReason: &finish}}
+		c.Choices = []textChoice{{Text: p.text(), FinishReason: &p.finish}}
 	}
 	if !b.NoUsage {
-		c.Usage = usageJSON(req, n)
+		c.Usage = usageJSON(req, output(p, call))
 	}
 	x.reply(c)
 }
 
 func (x *exchange) stream(req *apiRequest, b Behavior, chat bool) {
-	n, finish := replyLength(req, b)
+	p, call := req.answer(b, chat)
 	head := completion{ID: newID("cmpl-"), Object: "text_completion", Created: time.Now().Unix(), Model: req.Model}
 	if chat {
 		head.ID, head.Object = newID("chatcmpl-"), "chat.completion.chunk"
@@ -384,12 +432,11 @@ func (x *exchange) stream(req *apiRequest, b Behavior, chat bool) {
 	if b.DropBeforeContent {
 		x.abort()
 	}
-	for i := range n {
+	for i, text := range p.pieces {
 		if !x.sleep(b.ChunkDelay) {
 			return
 		}
 		c := head
-		text := piece(i)
 		c.Choices = choice(&text, nil)
 		if !x.event(c) {
 			return
@@ -401,20 +448,40 @@ func (x *exchange) stream(req *apiRequest, b Behavior, chat bool) {
 			return
 		}
 	}
+	if call != nil {
+		// The call's first delta names it; its arguments follow in two
+		// pieces, as a model streams them.
+		zero, half := 0, len(call.Function.Arguments)/2
+		first, rest := *call, chatToolCall{Index: &zero}
+		first.Index = &zero
+		first.Function.Arguments = ""
+		for _, d := range []chatToolCall{first, withArgs(rest, call.Function.Arguments[:half]), withArgs(rest, call.Function.Arguments[half:])} {
+			c := head
+			c.Choices = []chatChunkChoice{{Delta: chatDelta{ToolCalls: []chatToolCall{d}}}}
+			if !x.event(c) {
+				return
+			}
+		}
+	}
 	c := head
-	c.Choices = choice(nil, &finish)
+	c.Choices = choice(nil, &p.finish)
 	if !x.event(c) {
 		return
 	}
 	if withUsage {
 		c := head
 		c.Choices = []any{}
-		c.Usage = usageJSON(req, n)
+		c.Usage = usageJSON(req, output(p, call))
 		if !x.event(c) {
 			return
 		}
 	}
 	x.write([]byte("data: [DONE]\n\n"))
+}
+
+func withArgs(c chatToolCall, args string) chatToolCall {
+	c.Function.Arguments = args
+	return c
 }
 
 type embeddingList struct {

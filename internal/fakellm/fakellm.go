@@ -89,11 +89,18 @@ type Behavior struct {
 	// OpenAI-compatible servers do, even when the request asks for it with
 	// stream_options.include_usage.
 	NoUsage bool
-	// ToolCall, when set, makes a request that offers tools (Anthropic
-	// and Gemini) answer with a call of one of them after its text, unless
-	// the request's last turn already carries a tool result: then the
-	// answer is text alone, so that a two-turn tool loop ends.
+	// ToolCall, when set, makes a request that offers tools (OpenAI chat,
+	// Responses, Anthropic and Gemini) answer with a call of one of them
+	// after its text, unless the request's last turn already carries a
+	// tool result: then the answer is text alone, so that a two-turn tool
+	// loop ends.
 	ToolCall *ToolCall
+	// Agent, when set, scripts a coding agent's turns: a call of its shell
+	// tool, then an answer quoting what the command printed (see Agent).
+	Agent *Agent
+	// NoResponses makes POST /v1/responses answer 404, as a server that
+	// speaks chat completions only does.
+	NoResponses bool
 	// CachedTokens and CacheCreationTokens are reported as prompt tokens
 	// read from and written to a prompt cache, on top of the prompt's
 	// words, in each API's own usage fields.

@@ -166,9 +166,9 @@ func serveGemini(s *Server, x *exchange, body []byte, readErr error) {
 		x.geminiFail(http.StatusBadRequest, "* GenerateContentRequest.contents: contents is not specified")
 		return
 	}
-	var tools []string
-	for i, t := range req.Tools {
-		for j, f := range t.FunctionDeclarations {
+	var t turn
+	for i, tool := range req.Tools {
+		for j, f := range tool.FunctionDeclarations {
 			at := "tools[" + strconv.Itoa(i) + "].function_declarations[" + strconv.Itoa(j) + "]"
 			if len(f.Parameters) > 0 && len(f.ParametersJSONSchema) > 0 {
 				x.geminiFail(http.StatusBadRequest, "* GenerateContentRequest."+at+": parameters and parameters_json_schema cannot both be set")
@@ -178,7 +178,7 @@ func serveGemini(s *Server, x *exchange, body []byte, readErr error) {
 				x.geminiFail(http.StatusBadRequest, `Invalid JSON payload received. Unknown name "`+k+`" at '`+at+`.parameters': Cannot find field.`)
 				return
 			}
-			tools = append(tools, f.Name)
+			t.tools = append(t.tools, f.Name)
 		}
 	}
 	var texts []string
@@ -187,12 +187,14 @@ func serveGemini(s *Server, x *exchange, body []byte, readErr error) {
 			texts = append(texts, p.Text)
 		}
 	}
-	answered := false
 	for i, c := range req.Contents {
 		for _, p := range c.Parts {
 			texts = append(texts, p.Text)
-			if i == len(req.Contents)-1 && len(p.FunctionResponse) > 0 {
-				answered = true
+			if len(p.FunctionResponse) > 0 {
+				// The response is any JSON object; its text is enough to
+				// find what a command printed.
+				t.results = append(t.results, string(p.FunctionResponse))
+				t.answered = t.answered || i == len(req.Contents)-1
 			}
 		}
 	}
@@ -216,9 +218,7 @@ func serveGemini(s *Server, x *exchange, body []byte, readErr error) {
 		maxTokens, stops = g.MaxOutputTokens, g.StopSequences
 		thinks = g.ThinkingConfig != nil && g.ThinkingConfig.IncludeThoughts
 	}
-	p := planReply(b, maxTokens, stops)
-	toolName, toolArgs, calls := toolFor(b, tools, answered)
-	calls = calls && p.finish != "length"
+	p, toolName, toolArgs, calls := reply(b, t, maxTokens, stops)
 	finish := "STOP"
 	if p.finish == "length" {
 		finish = "MAX_TOKENS"

@@ -8,7 +8,8 @@ import (
 )
 
 // providerHandler answers one request of a provider API other than
-// OpenAI's own (anthropic.go, gemini.go, azure.go). It records the request
+// OpenAI's own (anthropic.go, gemini.go, azure.go), and OpenAI's
+// Responses API (responses.go). It records the request
 // itself, since each API names its model in its own place.
 type providerHandler func(s *Server, x *exchange, body []byte, readErr error)
 
@@ -20,6 +21,8 @@ func providerAPI(path string) providerHandler {
 		return serveAnthropic
 	case path == "/v1/messages/count_tokens" || path == "/messages/count_tokens":
 		return serveAnthropicCount
+	case path == "/v1/responses" || path == "/responses":
+		return serveResponses
 	case strings.HasPrefix(path, "/v1beta/models/") || strings.HasPrefix(path, "/v1/models/") && strings.Contains(path, ":"):
 		return serveGemini
 	case strings.HasPrefix(strings.TrimPrefix(path, "/v1"), "/openai/deployments/"):

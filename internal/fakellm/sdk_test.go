@@ -771,3 +771,53 @@ func TestConcurrent(t *testing.T) {
 		t.Errorf("count %d, want 80", n)
 	}
 }
+
+func TestChatToolCall(t *testing.T) {
+	fake := &fakellm.Server{APIKey: testKey, Behavior: fakellm.Behavior{Chunks: 1, ToolCall: &fakellm.ToolCall{Arguments: `{"city":"Paris"}`}}}
+	client, _ := start(t, fake)
+	ctx := context.Background()
+	p := chatParams("m", "weather?")
+	p.Tools = []openai.ChatCompletionToolUnionParam{openai.ChatCompletionFunctionTool(openai.FunctionDefinitionParam{Name: "get_weather"})}
+
+	resp, err := client.Chat.Completions.New(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := resp.Choices[0]
+	if c.FinishReason != "tool_calls" || len(c.Message.ToolCalls) != 1 || c.Message.Content != "chunk0" {
+		t.Fatalf("choice %+v", c)
+	}
+	call := c.Message.ToolCalls[0]
+	if call.Function.Name != "get_weather" || call.Function.Arguments != `{"city":"Paris"}` || call.Type != "function" || !strings.HasPrefix(call.ID, "call_") {
+		t.Errorf("call %+v", call)
+	}
+	if resp.Usage.CompletionTokens != 2 {
+		t.Errorf("completion tokens %d, want 1 chunk + 1 call", resp.Usage.CompletionTokens)
+	}
+
+	// Streamed, the SDK's accumulator puts the call's deltas together.
+	p.StreamOptions.IncludeUsage = openai.Bool(true)
+	stream := client.Chat.Completions.NewStreaming(ctx, p)
+	var acc openai.ChatCompletionAccumulator
+	for stream.Next() {
+		acc.AddChunk(stream.Current())
+	}
+	if err := stream.Err(); err != nil {
+		t.Fatal(err)
+	}
+	sc := acc.Choices[0]
+	if sc.FinishReason != "tool_calls" || len(sc.Message.ToolCalls) != 1 || sc.Message.ToolCalls[0].Function.Arguments != `{"city":"Paris"}` ||
+		sc.Message.ToolCalls[0].Function.Name != "get_weather" || acc.Usage.CompletionTokens != 2 {
+		t.Errorf("streamed choice %+v, usage %+v", sc, acc.Usage)
+	}
+
+	// The tool's result ends the loop with text alone.
+	p.Messages = append(p.Messages, c.Message.ToParam(), openai.ToolMessage("sunny", call.ID))
+	resp, err = client.Chat.Completions.New(ctx, p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := resp.Choices[0]; c.FinishReason != "stop" || len(c.Message.ToolCalls) != 0 {
+		t.Errorf("after the result: %+v", c)
+	}
+}
