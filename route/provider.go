@@ -113,4 +113,9 @@ type Exchange struct {
 	Upstream *Upstream
 	// Model is the model name to send upstream.
 	Model string
+	// Translated is for providers that serve one client API both natively
+	// and by translation (an openai upstream whose Responses API may be
+	// missing): set in NewRequest, it tells the provider's other methods
+	// which way this exchange went.
+	Translated bool
 }

@@ -13,6 +13,9 @@ import (
 	"github.com/llmoneapi/llmoneapi/wire/responses"
 )
 
+// responsesPath is the Responses API's path under an OpenAI base URL.
+const responsesPath = "/responses"
+
 // The ways an openai upstream serves the Responses API (OpenAI.Responses).
 const (
 	// ResponsesAuto passes calls through to <base>/responses until the
@@ -30,6 +33,7 @@ func init() {
 		decodeRequest:    responses.DecodeRequest,
 		encodeResponse:   responses.EncodeResponse,
 		newStreamEncoder: func(*route.Exchange) streamEncoder { return responses.NewStreamEncoder() },
+		encoderErrors:    true,
 	}
 }
 
