@@ -188,6 +188,13 @@ func TestCaddyfileErrors(t *testing.T) {
 		}`, "unknown subdirective 'version' in upstream: an upstream takes model, weight, header, timeout, transport, and provider openai takes responses, at Testfile:4"},
 		{`llm_route {
 			model m {
+				upstream openai http://x {
+					responses sometimes
+				}
+			}
+		}`, "responses: 'sometimes' is none of native, translate, auto, at Testfile:4"},
+		{`llm_route {
+			model m {
 				upstream anthropic http://x {
 					deployment d
 				}

@@ -75,7 +75,8 @@ func (s *responsesStream) Next() (route.StreamEvent, error) {
 		return route.StreamEvent{}, err
 	}
 	out := route.StreamEvent{Data: ev.Raw, More: s.events.Ready()}
-	switch typ := eventType(ev); typ {
+	typ := eventType(ev)
+	switch string(typ) {
 	case "":
 		// A keep-alive (comments alone), or data of no known shape: not
 		// ours to judge, passed on.
@@ -85,7 +86,7 @@ func (s *responsesStream) Next() (route.StreamEvent, error) {
 		out.Content = s.content
 		return out, nil
 	case "response.created":
-		s.id, s.model, s.created = createdOf(ev.Data)
+		s.created = createdOf(ev.Data, &s.id, &s.model)
 	case "response.queued", "response.in_progress":
 	case "error", "response.failed":
 		return route.StreamEvent{}, fmt.Errorf("the upstream failed the response (%s): %.300s", typ, ev.Data)
@@ -150,38 +151,50 @@ type failedEvent struct {
 var errFound = errors.New("found")
 
 // eventType is an event's type: its event name, as OpenAI sends it, or
-// else the "type" member of its data.
-func eventType(ev sse.Event) string {
+// else the "type" member of its data (event types need no escapes). It
+// allocates nothing: the relay reads it on every event.
+func eventType(ev sse.Event) []byte {
 	if len(ev.Name) > 0 {
-		return string(ev.Name)
+		return ev.Name
 	}
-	var typ string
+	var typ []byte
 	_ = llm.ScanObject(ev.Data, func(key []byte, v llm.Span) error {
 		if string(key) != "type" {
 			return nil
 		}
-		if val := ev.Data[v.Start:v.End]; val[0] == '"' {
-			_ = json.Unmarshal(val, &typ)
+		if val := ev.Data[v.Start:v.End]; len(val) >= 2 && val[0] == '"' {
+			typ = val[1 : len(val)-1]
 		}
 		return errFound
 	})
 	return typ
 }
 
-// createdOf reads the response's id, model and creation time from
-// response.created, for the events the relay may have to write itself.
-func createdOf(data []byte) (id, model string, created int64) {
-	var ev struct {
-		Response struct {
-			ID        string `json:"id"`
-			Model     string `json:"model"`
-			CreatedAt int64  `json:"created_at"`
-		} `json:"response"`
-	}
-	if json.Unmarshal(data, &ev) == nil {
-		return ev.Response.ID, ev.Response.Model, ev.Response.CreatedAt
-	}
-	return "", "", 0
+// createdOf reads the response's id and model, and returns its creation
+// time, from response.created, for the events the relay may have to write
+// itself. The response object echoes the request's instructions and tools,
+// so it is scanned, not decoded.
+func createdOf(data []byte, id, model *string) (created int64) {
+	_ = llm.ScanObject(data, func(key []byte, v llm.Span) error {
+		if string(key) != "response" || data[v.Start] != '{' {
+			return nil
+		}
+		obj := data[v.Start:v.End]
+		_ = llm.ScanObject(obj, func(key []byte, v llm.Span) error {
+			val := obj[v.Start:v.End]
+			switch string(key) {
+			case "id":
+				_ = json.Unmarshal(val, id)
+			case "model":
+				_ = json.Unmarshal(val, model)
+			case "created_at":
+				_ = json.Unmarshal(val, &created)
+			}
+			return nil
+		})
+		return errFound
+	})
+	return created
 }
 
 var _ route.StreamErrorer = (*responsesStream)(nil)

@@ -1,0 +1,199 @@
+package providers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/caddyserver/caddy/v2"
+
+	"github.com/llmoneapi/llmoneapi/llm"
+	"github.com/llmoneapi/llmoneapi/route"
+)
+
+// responsesEvent is one event of a Responses stream as OpenAI sends it; a
+// data-only one (some compatible servers) when name is empty.
+func responsesEvent(name, data string) string {
+	if name == "" {
+		return "data: " + data + "\n\n"
+	}
+	return "event: " + name + "\ndata: " + data + "\n\n"
+}
+
+var (
+	respCreated   = responsesEvent("response.created", `{"type":"response.created","sequence_number":0,"response":{"id":"resp_1","object":"response","created_at":1700000000,"status":"in_progress","instructions":"a \"model\": not this","model":"gpt-5","output":[],"usage":null}}`)
+	respProgress  = responsesEvent("response.in_progress", `{"type":"response.in_progress","sequence_number":1,"response":{"id":"resp_1","status":"in_progress","usage":null}}`)
+	respAdded     = responsesEvent("response.output_item.added", `{"type":"response.output_item.added","sequence_number":2,"output_index":0,"item":{"id":"msg_1","type":"message","role":"assistant","content":[]}}`)
+	respDelta     = responsesEvent("", `{"type":"response.output_text.delta","sequence_number":3,"item_id":"msg_1","output_index":0,"content_index":0,"delta":"usage"}`)
+	respCompleted = responsesEvent("response.completed", `{"type":"response.completed","sequence_number":4,"response":{"id":"resp_1","status":"completed","usage":{"input_tokens":7,"input_tokens_details":{"cached_tokens":2},"output_tokens":5,"output_tokens_details":{"reasoning_tokens":3},"total_tokens":12}}}`)
+)
+
+// The relay passes every event through byte for byte, holds the stream
+// back (Content false) until the answer starts, reads the usage from
+// response.completed and ends there.
+func TestResponsesStream(t *testing.T) {
+	upstream := respCreated + respProgress + ": keep-alive\n\n" + respAdded + respDelta + respCompleted + "data: [DONE]\n\n"
+	s := newResponsesStream(strings.NewReader(upstream))
+	var out strings.Builder
+	var contents []bool
+	var usage *llm.Usage
+	for {
+		ev, err := s.Next()
+		out.Write(ev.Data)
+		contents = append(contents, ev.Content)
+		if ev.Usage != nil {
+			usage = ev.Usage
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := strings.TrimSuffix(upstream, "data: [DONE]\n\n"); out.String() != want {
+		t.Errorf("relayed\n%s\nwant\n%s", out.String(), want)
+	}
+	if want := []bool{false, false, false, true, true, true}; !slices.Equal(contents, want) {
+		t.Errorf("content flags %v, want %v", contents, want)
+	}
+	want := llm.Usage{PromptTokens: 7, CompletionTokens: 5, TotalTokens: 12, CachedTokens: 2, ReasoningTokens: 3}
+	if usage == nil || *usage != want {
+		t.Errorf("usage %+v, want %+v", usage, want)
+	}
+	if s.id != "resp_1" || s.model != "gpt-5" || s.created != 1700000000 || s.seq != 5 {
+		t.Errorf("read id %q, model %q, created %d, seq %d", s.id, s.model, s.created, s.seq)
+	}
+}
+
+// A stream that stops before its final event, or in which the upstream
+// reports a failure, is broken; the event that ends the client's stream
+// then goes on from the upstream's numbering, in the Responses API's
+// shapes.
+func TestResponsesStreamBroken(t *testing.T) {
+	for name, tail := range map[string]string{
+		"cut":    "",
+		"error":  responsesEvent("error", `{"type":"error","sequence_number":3,"code":"server_error","message":"boom"}`),
+		"failed": responsesEvent("response.failed", `{"type":"response.failed","sequence_number":3,"response":{"id":"resp_1","status":"failed","error":{"code":"server_error","message":"boom"}}}`),
+	} {
+		s := newResponsesStream(strings.NewReader(respCreated + respProgress + respAdded + tail))
+		_, _, err := drain(s)
+		if err == nil || err == io.EOF || (name == "cut") != errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("%s: %v", name, err)
+		}
+		e := llm.Errorf(http.StatusBadGateway, llm.TypeUpstream, "upstream_stream_broken", "the upstream broke off its stream")
+		events := strings.Split(strings.TrimSuffix(string(s.ErrorEvent(e)), "\n\n"), "\n\n")
+		if len(events) != 2 || !strings.HasPrefix(events[0], "event: error\ndata: ") || !strings.HasPrefix(events[1], "event: response.failed\ndata: ") {
+			t.Fatalf("%s: error events %q", name, events)
+		}
+		var errEv struct {
+			Type           string `json:"type"`
+			SequenceNumber int    `json:"sequence_number"`
+			Code, Message  string
+		}
+		var failed struct {
+			SequenceNumber int `json:"sequence_number"`
+			Response       struct {
+				ID, Status, Model string
+				Error             struct{ Code, Message string }
+			}
+		}
+		if json.Unmarshal([]byte(strings.TrimPrefix(events[0], "event: error\ndata: ")), &errEv) != nil ||
+			json.Unmarshal([]byte(strings.TrimPrefix(events[1], "event: response.failed\ndata: ")), &failed) != nil {
+			t.Fatalf("%s: bad JSON in %q", name, events)
+		}
+		if errEv.Type != "error" || errEv.SequenceNumber != 3 || errEv.Code != "upstream_stream_broken" || errEv.Message != e.Message {
+			t.Errorf("%s: error event %+v", name, errEv)
+		}
+		if failed.SequenceNumber != 4 || failed.Response.ID != "resp_1" || failed.Response.Status != "failed" || failed.Response.Model != "gpt-5" ||
+			failed.Response.Error.Code != "upstream_stream_broken" {
+			t.Errorf("%s: response.failed %+v", name, failed)
+		}
+	}
+}
+
+// The Responses API's body goes to /responses with only the model renamed:
+// it has no include_usage to ask for.
+func TestOpenAIResponsesBody(t *testing.T) {
+	body := `{"model":"m","stream":true,"stream_options":{"include_obfuscation":false},"input":"hi","prompt_cache_key":"k"}`
+	got := string(openaiBody(exchange(t, llm.EndpointResponses, body, "gpt-5")))
+	if want := strings.Replace(body, `"m"`, `"gpt-5"`, 1); got != want {
+		t.Errorf("got  %s\nwant %s", got, want)
+	}
+}
+
+func provisionedOpenAI(t *testing.T, mode string) *OpenAI {
+	t.Helper()
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	t.Cleanup(cancel)
+	o := &OpenAI{Responses: mode}
+	if err := o.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// In auto mode, a 404 or 405 on /responses sends that call again as a chat
+// completion and every later call so at once; a 404 for an unknown model
+// is the client's answer. The other modes never redo.
+func TestOpenAIResponsesRedo(t *testing.T) {
+	u := &route.Upstream{URL: "http://up"}
+	newX := func() *route.Exchange {
+		x := exchange(t, llm.EndpointResponses, `{"model":"m","input":"hi"}`, "")
+		x.Upstream = u
+		return x
+	}
+	path := func(o *OpenAI, x *route.Exchange) string {
+		req, err := o.NewRequest(context.Background(), x)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return req.URL.Path
+	}
+	notFound := []byte(`{"error":{"message":"Invalid URL (POST /v1/responses)","type":"invalid_request_error","code":null}}`)
+	noModel := []byte(`{"error":{"message":"The model 'm' does not exist","type":"invalid_request_error","code":"model_not_found"}}`)
+
+	o := provisionedOpenAI(t, "")
+	if o.Responses != ResponsesAuto {
+		t.Errorf("default mode %q", o.Responses)
+	}
+	x := newX()
+	if p := path(o, x); p != "/responses" || x.Translated {
+		t.Errorf("auto, first: %s, translated %v", p, x.Translated)
+	}
+	if o.Redo(x, 404, noModel) || o.Redo(x, 400, notFound) || o.Redo(exchange(t, llm.EndpointChat, `{"model":"m"}`, ""), 404, notFound) {
+		t.Error("redone for an unknown model, a 400 or a chat call")
+	}
+	if !o.Redo(x, 405, notFound) {
+		t.Fatal("a 405 on /responses was not redone")
+	}
+	if p := path(o, x); p != "/chat/completions" || !x.Translated {
+		t.Errorf("auto, redone: %s, translated %v", p, x.Translated)
+	}
+	if o.Redo(x, 404, notFound) {
+		t.Error("a translated exchange was redone")
+	}
+	if x := newX(); path(o, x) != "/chat/completions" || !x.Translated {
+		t.Error("auto, later call: not translated at once")
+	}
+
+	native := provisionedOpenAI(t, ResponsesNative)
+	if x := newX(); path(native, x) != "/responses" || native.Redo(x, 404, notFound) {
+		t.Error("native mode translated or redone")
+	}
+	translated := provisionedOpenAI(t, ResponsesTranslate)
+	if x := newX(); path(translated, x) != "/chat/completions" || !x.Translated {
+		t.Error("translate mode did not translate")
+	}
+
+	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+	defer cancel()
+	if err := (&OpenAI{Responses: "sometimes"}).Provision(ctx); err == nil || !strings.Contains(err.Error(), "native, translate, auto") {
+		t.Errorf("bad mode: %v", err)
+	}
+}
