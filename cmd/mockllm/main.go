@@ -20,10 +20,21 @@
 //	-drop-after n        abort streams after n content chunks, and other replies
 //	                     before they are sent
 //	-no-usage            report no token usage
+//	-agent               script coding agents' turns: a request that declares a
+//	                     shell tool (Claude Code's Bash, Codex's exec_command, ...)
+//	                     gets a call of it with a command that writes the marker,
+//	                     upper-cased, into a file; once the result is back, an
+//	                     answer quoting it ("The command printed MARKER.")
+//	-agent-marker m      the marker (default fakellm-agent-ok)
+//	-agent-file f        the file the command writes (default fakellm-agent.txt)
+//	-requests file       append every request to file as a JSON line (time,
+//	                     method, path, model, stream, body), for scripts that check
+//	                     what reached the provider
 //
 // It serves POST /v1/chat/completions, /v1/completions, /v1/embeddings and
 // GET /v1/models (also without /v1), streamed or not; replies are "chunk0
-// chunk1 ...". It also speaks Anthropic's POST /v1/messages (key in
+// chunk1 ...". It also speaks OpenAI's POST /v1/responses, Anthropic's
+// POST /v1/messages (key in
 // x-api-key), Gemini's POST /v1beta/models/{model}:generateContent and
 // :streamGenerateContent?alt=sse (key in x-goog-api-key) and Azure OpenAI's
 // /openai/deployments/{deployment}/chat/completions?api-version=... (key in
@@ -38,15 +49,19 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
 	"os"
 	"os/signal"
+	"sync"
 	"syscall"
 	"time"
 
@@ -66,6 +81,10 @@ func main() {
 	failStatus := flag.Int("fail-status", 0, "answer every request with this HTTP status (400-599) and an OpenAI-style error")
 	dropAfter := flag.Int("drop-after", 0, "abort streams after this many content chunks, and other replies before they are sent")
 	noUsage := flag.Bool("no-usage", false, "report no token usage")
+	agent := flag.Bool("agent", false, "script coding agents' turns: a call of their shell tool, then an answer quoting its output")
+	agentMarker := flag.String("agent-marker", fakellm.DefaultAgentMarker, "with -agent: the marker the command writes, upper-cased")
+	agentFile := flag.String("agent-file", fakellm.DefaultAgentFile, "with -agent: the file the command writes")
+	requests := flag.String("requests", "", "append every request to this file as a JSON line")
 	flag.Parse()
 	if flag.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "mockllm: unexpected argument %q\n", flag.Arg(0))
@@ -75,6 +94,15 @@ func main() {
 	if *failStatus != 0 && (*failStatus < 400 || *failStatus > 599) {
 		fmt.Fprintf(os.Stderr, "mockllm: -fail-status %d: want a status from 400 to 599\n", *failStatus)
 		os.Exit(2)
+	}
+
+	var script *fakellm.Agent
+	if *agent {
+		script = &fakellm.Agent{Marker: *agentMarker, File: *agentFile}
+		if err := script.Validate(); err != nil {
+			fmt.Fprintf(os.Stderr, "mockllm: %v\n", err)
+			os.Exit(2)
+		}
 	}
 
 	fake := &fakellm.Server{
@@ -88,11 +116,60 @@ func main() {
 			Status:     *failStatus,
 			DropAfter:  *dropAfter,
 			NoUsage:    *noUsage,
+			Agent:      script,
 		},
 	}
-	if err := serve(*listen, fake); err != nil {
+	var h http.Handler = fake
+	if *requests != "" {
+		f, err := os.OpenFile(*requests, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o644)
+		if err != nil {
+			log.Fatalf("mockllm: -requests: %v", err)
+		}
+		defer f.Close()
+		h = &requestLog{next: fake, out: f}
+	}
+	if err := serve(*listen, h); err != nil {
 		log.Fatalf("mockllm: %v", err)
 	}
+}
+
+// requestLog writes each request as one JSON line before the fake answers
+// it, so that a script can read what reached the provider.
+type requestLog struct {
+	next http.Handler
+	mu   sync.Mutex
+	out  io.Writer
+}
+
+func (l *requestLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, "reading the body: "+err.Error(), http.StatusBadRequest)
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	var head struct {
+		Model  string `json:"model"`
+		Stream bool   `json:"stream"`
+	}
+	_ = json.Unmarshal(body, &head) // not every request is JSON
+	line := map[string]any{
+		"time": time.Now().UTC().Format(time.RFC3339Nano), "method": r.Method, "path": r.URL.Path,
+		"model": head.Model, "stream": head.Stream, "body": string(body),
+	}
+	if json.Valid(body) {
+		line["body"] = json.RawMessage(body)
+	}
+	b, err := json.Marshal(line)
+	if err == nil {
+		l.mu.Lock()
+		_, err = l.out.Write(append(b, '\n'))
+		l.mu.Unlock()
+	}
+	if err != nil {
+		log.Printf("mockllm: -requests: %v", err)
+	}
+	l.next.ServeHTTP(w, r)
 }
 
 func serve(addr string, h http.Handler) error {

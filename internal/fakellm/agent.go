@@ -2,6 +2,7 @@ package fakellm
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 )
 
@@ -150,4 +151,16 @@ func reply(b Behavior, t turn, maxTokens int, stops []string) (p plan, name, arg
 	p = planReply(b, maxTokens, stops)
 	name, args, calls = toolFor(b, t.tools, t.answered)
 	return p, name, args, calls && p.finish != "length"
+}
+
+// Validate checks that Marker and File need no quoting in a shell.
+func (a *Agent) Validate() error {
+	for what, v := range map[string]string{"marker": a.Marker, "file": a.File} {
+		for _, r := range v {
+			if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+				return fmt.Errorf("agent %s %q: only letters, digits, '-', '_' and '.' are allowed", what, v)
+			}
+		}
+	}
+	return nil
 }
