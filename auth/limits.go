@@ -657,7 +657,8 @@ func (h *Handler) estimate(c *llm.Call, tpm int64) (prompt, completion int64) {
 	}
 	body := c.Request.Body
 	prompt = int64(len(body)+3) / 4
-	if c.Endpoint == llm.EndpointEmbeddings {
+	// Embeddings and token counts generate nothing.
+	if c.Endpoint == llm.EndpointEmbeddings || c.Endpoint == llm.EndpointCountTokens {
 		return prompt, 0
 	}
 	completion = -1

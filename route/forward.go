@@ -61,6 +61,7 @@ type try struct {
 	// A successful try holds the answer: an unstreamed body, or a stream
 	// with the events read up to its first content event.
 	body   []byte
+	header http.Header // headers of an answer the provider gave itself
 	usage  *llm.Usage
 	resp   *http.Response
 	stream Stream
@@ -109,7 +110,7 @@ loop:
 				break
 			}
 			tried = append(tried, u)
-			t := h.try(ctx, mm, u, endpoint, req)
+			t := h.try(ctx, mm, u, endpoint, req, r.Header)
 			call.Attempts = append(call.Attempts, llm.Attempt{
 				Model: mm.Name, Provider: u.providerName, Upstream: u.host, UpstreamID: u.id,
 				Status: t.status, Outcome: string(t.outcome), Latency: t.latency,
@@ -183,9 +184,9 @@ func contains(list []*Upstream, u *Upstream) bool {
 }
 
 // try sends the call to u and waits for the answer's first content byte.
-func (h *Handler) try(ctx context.Context, m *Model, u *Upstream, endpoint llm.Endpoint, req *llm.Request) *try {
+func (h *Handler) try(ctx context.Context, m *Model, u *Upstream, endpoint llm.Endpoint, req *llm.Request, hdr http.Header) *try {
 	t := &try{model: m, up: u, begin: time.Now(), timeout: m.firstByteTimeout(u, req.Stream),
-		x: &Exchange{Endpoint: endpoint, Request: req, Upstream: u, Model: u.upstreamName}}
+		x: &Exchange{Endpoint: endpoint, Request: req, Upstream: u, Model: u.upstreamName, Header: hdr}}
 	u.state.inFlight.Add(1)
 	t.ctx, t.cancel = context.WithCancelCause(ctx)
 	timer := time.AfterFunc(t.timeout, func() {
@@ -201,6 +202,16 @@ func (h *Handler) try(ctx context.Context, m *Model, u *Upstream, endpoint llm.E
 	defer timer.Stop()
 
 	provider := u.provider
+	if a, ok := provider.(Answerer); ok {
+		body, hdr, ok, err := a.Answer(t.x)
+		if err != nil {
+			return t.fail(OutcomeRequestFailed, err)
+		}
+		if ok {
+			t.status, t.body, t.header = http.StatusOK, body, hdr
+			return t.succeed()
+		}
+	}
 	var resp *http.Response
 	for redo := true; ; redo = false {
 		ureq, err := provider.NewRequest(t.ctx, t.x)
@@ -485,6 +496,9 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, call *llm.Call, 
 		call.Status = t.status
 		call.TTFT = time.Since(call.Start)
 		hdr := w.Header()
+		for name, values := range t.header {
+			hdr[name] = values
+		}
 		hdr.Set("Content-Type", "application/json")
 		hdr.Set("Content-Length", strconv.Itoa(len(t.body)))
 		w.WriteHeader(t.status)

@@ -57,6 +57,17 @@ type Redoer interface {
 	Redo(x *Exchange, status int, body []byte) bool
 }
 
+// Answerer is implemented by providers that answer some calls themselves,
+// without their upstream: a token count (/v1/messages/count_tokens)
+// estimated with a tokenizer for an upstream that has no such endpoint.
+// The route handler asks it before NewRequest.
+type Answerer interface {
+	// Answer returns the whole answer to x (the body, and headers for the
+	// client) when the provider gives it itself; ok is false when the
+	// upstream must be asked.
+	Answer(x *Exchange) (body []byte, header http.Header, ok bool, err error)
+}
+
 // Prober is implemented by providers whose upstreams are health-checked
 // other than OpenAI's way (GET <base_url><health_uri> with the key as a
 // bearer token and the upstream's headers), e.g. with another auth header.
@@ -118,4 +129,9 @@ type Exchange struct {
 	// missing): set in NewRequest, it tells the provider's other methods
 	// which way this exchange went.
 	Translated bool
+	// Header is the client's request header, its key taken out by
+	// llm_auth. A provider forwards only the headers of the client's API
+	// that its upstream reads (anthropic-version and anthropic-beta to an
+	// Anthropic upstream), never the client's credentials.
+	Header http.Header
 }

@@ -149,8 +149,12 @@ func streamText(endpoint llm.Endpoint, stream []byte) string {
 	return text.String()
 }
 
-// estimateAnswer records the usage of an unstreamed answer without one.
+// estimateAnswer records the usage of an unstreamed answer without one. A
+// token count generates nothing and uses nothing.
 func estimateAnswer(call *llm.Call, t *try) {
+	if t.x.Endpoint == llm.EndpointCountTokens {
+		return
+	}
 	prompt := promptTokens(t.x)
 	completion := answerTokens(t.x, t.body)
 	call.Usage, call.UsageSource = counted(prompt, completion), llm.UsageEstimated

@@ -1,11 +1,15 @@
 package providers
 
 import (
+	"encoding/json"
+	"net/http"
+
 	"github.com/llmoneapi/llmoneapi/llm"
 	"github.com/llmoneapi/llmoneapi/route"
 	"github.com/llmoneapi/llmoneapi/wire"
 	"github.com/llmoneapi/llmoneapi/wire/anthropic"
 	"github.com/llmoneapi/llmoneapi/wire/openai"
+	"github.com/llmoneapi/llmoneapi/wire/tokens"
 )
 
 // clientFormat is the wire format of a client's API: the codec of the
@@ -51,11 +55,89 @@ var clientFormats = map[llm.Endpoint]*clientFormat{
 		},
 	},
 	llm.EndpointMessages: {
-		decodeRequest:    anthropic.DecodeRequest,
-		encodeResponse:   anthropic.EncodeResponse,
-		newStreamEncoder: func(*route.Exchange) streamEncoder { return anthropic.NewStreamEncoder() },
-		streamError:      anthropicStreamError,
+		decodeRequest:  anthropic.DecodeRequest,
+		encodeResponse: anthropic.EncodeResponse,
+		newStreamEncoder: func(x *route.Exchange) streamEncoder {
+			return &messagesEncoder{StreamEncoder: anthropic.NewStreamEncoder(), x: x}
+		},
+		streamError: anthropicStreamError,
 	},
+}
+
+// messagesEncoder writes a Messages stream whose message_start always has
+// the input tokens, which Anthropic's clients read there (Claude Code
+// sizes its context by them): an upstream that reports them only at the
+// end (OpenAI's) gets them estimated for message_start, and the final
+// message_delta carries the upstream's real numbers. The estimate is not
+// the call's usage.
+type messagesEncoder struct {
+	*anthropic.StreamEncoder
+	x       *route.Exchange
+	started bool
+}
+
+func (e *messagesEncoder) Encode(dst []byte, ev *wire.Event) []byte {
+	if !e.started {
+		e.started = true
+		start := wire.Event{Type: wire.EventStart}
+		if ev.Type == wire.EventStart {
+			start = *ev
+		}
+		if start.Usage == nil || start.Usage.PromptTokens == 0 {
+			start.Usage = &llm.Usage{PromptTokens: int64(estimatePrompt(e.x))}
+			start.Usage.TotalTokens = start.Usage.PromptTokens
+		}
+		dst = e.StreamEncoder.Encode(dst, &start)
+		if ev.Type == wire.EventStart {
+			return dst
+		}
+	}
+	return e.StreamEncoder.Encode(dst, ev)
+}
+
+func (e *messagesEncoder) End(dst []byte) []byte {
+	if !e.started {
+		dst = e.Encode(dst, &wire.Event{Type: wire.EventStart})
+	}
+	return e.StreamEncoder.End(dst)
+}
+
+// estimatePrompt counts the prompt tokens of the client's request with the
+// tokenizer of the upstream's model; 0 for a request it cannot read.
+func estimatePrompt(x *route.Exchange) int {
+	cf, ok := clientFormats[x.Endpoint]
+	if !ok {
+		return 0
+	}
+	req, err := cf.decodeRequest(x.Request.Body)
+	if err != nil {
+		return 0
+	}
+	return tokens.Prompt(x.Model, req)
+}
+
+// TokenCountHeader is the response header of a token count the gateway
+// estimated itself, with the value "estimated": the upstream has no count
+// endpoint, so the count is the tokenizer's, not the model's own.
+const TokenCountHeader = "X-LLM-Token-Count"
+
+// countTokens answers /v1/messages/count_tokens for an upstream that cannot
+// count: the client's system prompt, messages and tools counted with the
+// tokenizer of the upstream's model, and said to be an estimate. Other
+// endpoints go to the upstream (ok false).
+func countTokens(x *route.Exchange) (body []byte, header http.Header, ok bool, err error) {
+	if x.Endpoint != llm.EndpointCountTokens {
+		return nil, nil, false, nil
+	}
+	req, err := anthropic.DecodeRequest(x.Request.Body)
+	if err != nil {
+		return nil, nil, false, err
+	}
+	n := tokens.Prompt(x.Model, req)
+	body, _ = json.Marshal(struct {
+		InputTokens int `json:"input_tokens"`
+	}{n})
+	return body, http.Header{TokenCountHeader: {"estimated"}}, true, nil
 }
 
 // anthropicStreamError is the event: error that ends a broken Messages

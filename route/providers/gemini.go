@@ -85,6 +85,12 @@ func geminiBase(base string) string {
 	return base + "/v1beta"
 }
 
+// Answer estimates a token count with the tokenizer, as for the other
+// translated upstreams.
+func (g *Gemini) Answer(x *route.Exchange) ([]byte, http.Header, bool, error) {
+	return countTokens(x)
+}
+
 // NewRequest builds the upstream request; the model goes in the path.
 func (g *Gemini) NewRequest(ctx context.Context, x *route.Exchange) (*http.Request, error) {
 	body, err := g.request(x, nil)
@@ -131,6 +137,7 @@ func (g *Gemini) Error(_ *route.Exchange, status int, body []byte) *llm.Error {
 // Interface guards
 var (
 	_ route.Provider        = (*Gemini)(nil)
+	_ route.Answerer        = (*Gemini)(nil)
 	_ route.Prober          = (*Gemini)(nil)
 	_ caddy.Provisioner     = (*Gemini)(nil)
 	_ caddyfile.Unmarshaler = (*Gemini)(nil)

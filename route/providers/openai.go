@@ -151,6 +151,11 @@ func (c *openaiCompat) body(x *route.Exchange) (path string, body []byte, err er
 	return openaiPaths[llm.EndpointChat], body, err
 }
 
+// Answer estimates a token count, which the OpenAI API has no endpoint for.
+func (openaiCompat) Answer(x *route.Exchange) ([]byte, http.Header, bool, error) {
+	return countTokens(x)
+}
+
 // NewRequest builds the upstream request.
 func (o *OpenAI) NewRequest(ctx context.Context, x *route.Exchange) (*http.Request, error) {
 	if x.Endpoint == llm.EndpointResponses && !x.Translated {
@@ -462,6 +467,7 @@ func (o *OpenAI) Redo(x *route.Exchange, status int, body []byte) bool {
 var (
 	_ route.Provider        = (*OpenAI)(nil)
 	_ route.Redoer          = (*OpenAI)(nil)
+	_ route.Answerer        = (*OpenAI)(nil)
 	_ caddy.Provisioner     = (*OpenAI)(nil)
 	_ caddyfile.Unmarshaler = (*OpenAI)(nil)
 )

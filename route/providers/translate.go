@@ -3,6 +3,7 @@ package providers
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -204,4 +205,14 @@ func (s *translatedStream) Next() (route.StreamEvent, error) {
 	}
 	out.Data, out.Content = s.buf, s.content
 	return out, nil
+}
+
+// withModel is the client's body with the upstream's model name, for a
+// body passed through.
+func withModel(x *route.Exchange) []byte {
+	if x.Model == x.Request.Model || x.Request.ModelSpan.IsZero() {
+		return x.Request.Body
+	}
+	quoted, _ := json.Marshal(x.Model)
+	return llm.Patch(x.Request.Body, llm.Edit{Span: x.Request.ModelSpan, Value: quoted})
 }

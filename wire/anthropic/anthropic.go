@@ -89,6 +89,8 @@ type tool struct {
 	Description  string          `json:"description,omitempty"`
 	InputSchema  json.RawMessage `json:"input_schema,omitempty"`
 	CacheControl json.RawMessage `json:"cache_control,omitempty"`
+	// DeferLoading (tool search) is read only to be reported dropped.
+	DeferLoading bool `json:"defer_loading,omitempty"`
 }
 
 type toolChoice struct {
@@ -141,6 +143,9 @@ func DecodeRequest(body []byte) (*wire.Request, error) {
 		if t.Type != "" && t.Type != "custom" {
 			out.Dropped = wire.Note(out.Dropped, "tools[type="+t.Type+"]")
 			continue
+		}
+		if t.DeferLoading {
+			out.Dropped = wire.Note(out.Dropped, "tools.defer_loading")
 		}
 		out.Tools = append(out.Tools, wire.Tool{Name: t.Name, Description: t.Description, Parameters: t.InputSchema, CacheControl: t.CacheControl})
 	}

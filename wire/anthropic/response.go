@@ -121,9 +121,18 @@ func EncodeResponse(resp *wire.Response) ([]byte, error) {
 	for _, p := range resp.Content {
 		switch p.Type {
 		case wire.PartText:
-			if p.Text != "" {
-				out.Content = append(out.Content, block{Type: "text", Text: &p.Text})
+			if p.Text == "" {
+				continue
 			}
+			// Formats that split an answer's text in parts (Gemini's, per
+			// chunk) give one text block, as Anthropic would.
+			if n := len(out.Content); n > 0 && out.Content[n-1].Type == "text" {
+				joined := *out.Content[n-1].Text + p.Text
+				out.Content[n-1].Text = &joined
+				continue
+			}
+			text := p.Text
+			out.Content = append(out.Content, block{Type: "text", Text: &text})
 		case wire.PartReasoning:
 			// Reasoning from another provider has no signature; it is
 			// shown to the client all the same, and dropped when the
@@ -249,4 +258,22 @@ func init() {
 		w := wire.FromLLM(e)
 		return ErrorStatus(w), EncodeError(w)
 	})
+}
+
+// ResponseUsage reads the usage of a whole Messages response, nil when it
+// has none, without decoding the rest: for a response passed through.
+func ResponseUsage(body []byte) (*llm.Usage, error) {
+	var u *llm.Usage
+	err := llm.ScanObject(body, func(key []byte, v llm.Span) error {
+		if string(key) != "usage" || body[v.Start] != '{' {
+			return nil
+		}
+		var in usage
+		if err := json.Unmarshal(body[v.Start:v.End], &in); err != nil {
+			return fmt.Errorf("anthropic: bad usage: %w", err)
+		}
+		u = in.canonical()
+		return nil
+	})
+	return u, err
 }
