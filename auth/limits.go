@@ -630,8 +630,10 @@ func (s *limited) used(c *llm.Call) (int64, int64) {
 		tokens = u.PromptTokens + u.CompletionTokens
 	}
 	if c.UsageSource == llm.UsageNone && tokens == 0 {
-		// No usage came. If the client got an answer, the upstream did the
-		// work (a stream cut before its usage chunk): keep the estimate.
+		// No usage came and llm_route counted none (a stream cut before
+		// any text; cut streams with text are settled at their counted,
+		// partial usage). If the client got an answer, the upstream did
+		// the work: keep the estimate.
 		if s.admitted && (c.Truncated || c.ClientAborted || (c.Status > 0 && c.Status < 400)) {
 			return s.tokens, s.cost
 		}

@@ -419,8 +419,9 @@ func TestLimitQuota(t *testing.T) {
 }
 
 // TestLimitBudgetSettlesStreams: a streamed call is charged its real cost
-// from the stream's usage, a stream cut before its usage keeps its
-// reservation, and the budget's refusal says what was used.
+// from the stream's usage, a stream cut before its usage is charged what
+// llm_route counted of it (usage_source partial), and the budget's refusal
+// says what was used.
 func TestLimitBudgetSettlesStreams(t *testing.T) {
 	p := params("hello there", 20)
 	_, est := estimateStream(t, p, 20)
@@ -439,18 +440,31 @@ func TestLimitBudgetSettlesStreams(t *testing.T) {
 		}
 		finished(t, g, i+1)
 	}
-	// A cut stream: no usage came, the reservation stands.
+	// A cut stream: no usage came; it is charged the tokens counted.
 	g.Fake.SetBehavior(fakellm.Behavior{DropAfter: 2})
 	if a := stream(t, c, p); a.status != 200 {
 		t.Fatalf("cut stream: status %d %s: %s", a.status, a.code, a.msg)
 	}
-	finished(t, g, 4)
+	cut := g.StatsLines(t, 4)[3]
+	prompt, _ := cut["prompt_tokens"].(float64)
+	completion, _ := cut["completion_tokens"].(float64)
+	if cut["usage_source"] != "partial" || prompt <= 0 || completion <= 0 {
+		t.Fatalf("cut stream's record %v", cut)
+	}
+	used := 3*realMicro + int64(prompt)*inputMicro + int64(completion)*outputMicro
 	g.Fake.SetBehavior(fakellm.Behavior{})
-	// What is left is less than one more reservation.
+	// Streams go on until what is left is less than one more reservation.
+	for calls := 5; used+est <= budget; calls++ {
+		if a := stream(t, c, p); a.status != 200 {
+			t.Fatalf("with $%s of $%s used: status %d %s", usd(used), usd(budget), a.status, a.msg)
+		}
+		finished(t, g, calls)
+		used += realMicro
+	}
 	a := stream(t, c, p)
 	wantRefusal(t, a, "insufficient_quota", "insufficient_quota")
 	wantRetryAfter(t, a, 31*86400)
-	want := fmt.Sprintf("Limit $%s, Used $%s, Requested $%s", usd(budget), usd(3*realMicro+est), usd(est))
+	want := fmt.Sprintf("Limit $%s, Used $%s, Requested $%s", usd(budget), usd(used), usd(est))
 	if !strings.Contains(a.msg, want) {
 		t.Errorf("message %q, want it to say %q", a.msg, want)
 	}

@@ -61,7 +61,8 @@ type Call struct {
 	// ErrorCode is the stable code of the error the client got, if any
 	// (e.g. "upstream_timeout"); for a truncated stream, why it was cut.
 	ErrorCode string `json:"error_code,omitempty"`
-	// API is the client API the request spoke (see the API constants).
+	// API is the client API the request spoke (see the API constants),
+	// from the request's path.
 	API API `json:"api,omitempty"`
 	// ServedModel is the model that finally served the call: Model, or one
 	// of its fallbacks.
@@ -204,6 +205,7 @@ const (
 	APIOpenAICompletions API = "openai.completions"
 	APIOpenAIEmbeddings  API = "openai.embeddings"
 	APIOpenAIResponses   API = "openai.responses"
+	APIOpenAIModels      API = "openai.models"
 	APIAnthropicMessages API = "anthropic.messages"
 )
 
@@ -218,7 +220,7 @@ func CallFrom(r *http.Request) *Call {
 	if c, ok := vars[callVar].(*Call); ok {
 		return c
 	}
-	c := &Call{Start: time.Now(), UsageSource: UsageNone}
+	c := &Call{Start: time.Now(), UsageSource: UsageNone, API: APIOf(r.URL.Path)}
 	if repl, ok := r.Context().Value(caddy.ReplacerCtxKey).(*caddy.Replacer); ok {
 		if id, ok := repl.GetString("http.request.uuid"); ok {
 			c.ID = id

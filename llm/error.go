@@ -50,17 +50,39 @@ func (e *Error) JSON() []byte {
 	return b
 }
 
-// Write sends the error to the client and records it in the request's Call.
+// Write sends the error to the client in the format of the client's API
+// (told by the request's path, see APIOf: an Anthropic Messages client gets
+// Anthropic's error shape), and records it in the request's Call.
 func (e *Error) Write(w http.ResponseWriter, r *http.Request) {
 	c := CallFrom(r)
-	c.Status = e.Status
+	status, body := e.Status, []byte(nil)
+	if enc := errorEncoders[APIOf(r.URL.Path)]; enc != nil {
+		status, body = enc(e)
+	} else {
+		body = e.JSON()
+	}
+	c.Status = status
 	c.Error = e.Message
 	h := w.Header()
 	h.Set("Content-Type", "application/json")
 	h.Del("Content-Length")
-	w.WriteHeader(e.Status)
-	_, _ = w.Write(e.JSON())
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
 }
+
+// ErrorEncoder writes an error as one client API has it: the status and
+// the body.
+type ErrorEncoder func(e *Error) (status int, body []byte)
+
+// errorEncoders are the error formats of the APIs whose errors are not
+// OpenAI's. They are registered at init time and only read after.
+var errorEncoders = map[API]ErrorEncoder{}
+
+// RegisterErrorEncoder makes Error.Write answer clients of api in enc's
+// format. The package of an API's wire format registers it when imported
+// (wire/anthropic does for Anthropic's Messages API), since that package
+// imports this one. Call it only from an init function.
+func RegisterErrorEncoder(api API, enc ErrorEncoder) { errorEncoders[api] = enc }
 
 // ErrMissingModel is the error for a request body without a model.
 func ErrMissingModel() *Error {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"strings"
 )
 
 // Endpoint names an API a client calls.
@@ -17,7 +18,64 @@ const (
 	EndpointCompletions Endpoint = "completions"
 	EndpointEmbeddings  Endpoint = "embeddings"
 	EndpointModels      Endpoint = "models"
+	// EndpointMessages is Anthropic's Messages API, /v1/messages.
+	EndpointMessages Endpoint = "messages"
+	// EndpointCountTokens is Anthropic's /v1/messages/count_tokens.
+	EndpointCountTokens Endpoint = "messages.count_tokens"
+	// EndpointResponses is OpenAI's Responses API, /v1/responses.
+	EndpointResponses Endpoint = "responses"
 )
+
+// API returns the client API the endpoint belongs to, "" for none.
+func (e Endpoint) API() API {
+	switch e {
+	case EndpointChat:
+		return APIOpenAIChat
+	case EndpointCompletions:
+		return APIOpenAICompletions
+	case EndpointEmbeddings:
+		return APIOpenAIEmbeddings
+	case EndpointModels:
+		return APIOpenAIModels
+	case EndpointResponses:
+		return APIOpenAIResponses
+	case EndpointMessages, EndpointCountTokens:
+		return APIAnthropicMessages
+	}
+	return ""
+}
+
+// EndpointOf returns the endpoint a request path calls, "" for none. Paths
+// are matched by their ending, so that the API can sit under any prefix
+// (/v1/chat/completions, /openai/v1/chat/completions, ...); a query string
+// is not part of the path. /models/{model} is EndpointModels.
+func EndpointOf(path string) Endpoint {
+	path = strings.TrimRight(path, "/")
+	switch {
+	case strings.HasSuffix(path, "/chat/completions"):
+		return EndpointChat
+	case strings.HasSuffix(path, "/completions"):
+		return EndpointCompletions
+	case strings.HasSuffix(path, "/embeddings"):
+		return EndpointEmbeddings
+	case strings.HasSuffix(path, "/messages/count_tokens"):
+		return EndpointCountTokens
+	case strings.HasSuffix(path, "/messages"):
+		return EndpointMessages
+	case strings.HasSuffix(path, "/models"):
+		return EndpointModels
+	}
+	// Model names may hold slashes (meta-llama/Llama-3.1-8B), so the model
+	// is everything after the first /models/.
+	if _, id, ok := strings.Cut(path, "/models/"); ok && id != "" {
+		return EndpointModels
+	}
+	return ""
+}
+
+// APIOf returns the client API a request path belongs to, "" for none: the
+// API whose format the gateway answers in, errors included.
+func APIOf(path string) API { return EndpointOf(path).API() }
 
 // DefaultMaxBodySize is the request body limit when a handler sets none.
 const DefaultMaxBodySize = 32 << 20

@@ -226,3 +226,25 @@ func duplicateKeys(body []byte) map[string]bool {
 	})
 	return dup
 }
+
+func TestEndpointOf(t *testing.T) {
+	for path, want := range map[string]Endpoint{
+		"/v1/chat/completions":          EndpointChat,
+		"/openai/v1/completions":        EndpointCompletions,
+		"/v1/embeddings/":               EndpointEmbeddings,
+		"/v1/messages":                  EndpointMessages,
+		"/anthropic/v1/messages":        EndpointMessages,
+		"/v1/messages/count_tokens":     EndpointCountTokens,
+		"/v1/models":                    EndpointModels,
+		"/v1/models/meta-llama/Llama-3": EndpointModels,
+		"/v1/other":                     "",
+		"/health":                       "",
+	} {
+		if got := EndpointOf(path); got != want {
+			t.Errorf("EndpointOf(%q) = %q, want %q", path, got, want)
+		}
+	}
+	if APIOf("/v1/messages/count_tokens") != APIAnthropicMessages || APIOf("/v1/chat/completions") != APIOpenAIChat || APIOf("/x") != "" {
+		t.Error("APIOf")
+	}
+}

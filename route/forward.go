@@ -67,6 +67,9 @@ type try struct {
 	held   [][]byte
 	eof    bool
 	idle   *idleReader
+	// sent is what a relayed stream sent, for counting usage the
+	// upstream did not report.
+	sent sent
 }
 
 // chain returns the models a call may be served by: the model asked for,
@@ -475,6 +478,11 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, call *llm.Call, 
 		hdr.Set("Content-Length", strconv.Itoa(len(t.body)))
 		w.WriteHeader(t.status)
 		_, _ = w.Write(t.body)
+		if t.usage == nil {
+			// The client has its whole answer before the counting.
+			_ = http.NewResponseController(w).Flush()
+			estimateAnswer(call, t)
+		}
 		return
 	}
 	outcome := h.relayStream(w, r, call, t)
@@ -482,6 +490,8 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, call *llm.Call, 
 		call.Attempts[len(call.Attempts)-1].Outcome = string(outcome)
 	}
 	t.finish(outcome)
+	settleStream(call, t, outcome == OutcomeOK)
+	t.sent.release()
 }
 
 // relayStream sends a committed stream event by event, flushing each at
@@ -499,6 +509,7 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, call *llm.
 	call.Status = t.status
 	call.TTFT = time.Since(call.Start)
 	for _, data := range t.held {
+		t.sent.add(data)
 		if _, err := w.Write(data); err != nil {
 			h.clientGone(call)
 			return OutcomeClientGone
@@ -518,6 +529,7 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, call *llm.
 			call.Usage, call.UsageSource = *ev.Usage, llm.UsageUpstream
 		}
 		if len(ev.Data) > 0 {
+			t.sent.add(ev.Data)
 			if _, werr := w.Write(ev.Data); werr != nil {
 				h.clientGone(call)
 				return OutcomeClientGone

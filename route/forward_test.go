@@ -47,6 +47,7 @@ func TestRelayStreamErrorEvent(t *testing.T) {
 		model: &Model{Name: "m"}, up: &Upstream{id: "test", state: new(health)}, status: 200,
 		ctx: ctx, cancel: cancel, held: [][]byte{[]byte("data: first\n\n")},
 		stream: &brokenStream{events: []string{"data: second\n\n"}},
+		x:      &Exchange{Endpoint: llm.EndpointChat, Request: &llm.Request{}, Model: "m"},
 	}
 	tr.up.state.inFlight.Add(1)
 	h.relay(w, r, call, tr)

@@ -181,11 +181,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	call := llm.CallFrom(r)
 	path := strings.TrimRight(r.URL.Path, "/")
 	endpoint, modelID := endpointOf(path)
-	call.Endpoint = endpoint
+	call.Endpoint, call.API = endpoint, endpoint.API()
 	switch endpoint {
 	case "":
 		reject(w, r, llm.Errorf(http.StatusNotFound, llm.TypeNotFound, "unknown_endpoint",
-			"this gateway does not serve %s %s; it serves POST /v1/chat/completions, /v1/completions, /v1/embeddings and GET /v1/models",
+			"this gateway does not serve %s %s; it serves POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/messages, /v1/messages/count_tokens and GET /v1/models",
 			r.Method, r.URL.Path))
 		return nil
 	case llm.EndpointModels:
@@ -238,22 +238,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 // endpointOf maps a path to the endpoint it calls, and for
 // /models/{model} also returns the model.
 func endpointOf(path string) (llm.Endpoint, string) {
-	switch {
-	case strings.HasSuffix(path, "/chat/completions"):
-		return llm.EndpointChat, ""
-	case strings.HasSuffix(path, "/completions"):
-		return llm.EndpointCompletions, ""
-	case strings.HasSuffix(path, "/embeddings"):
-		return llm.EndpointEmbeddings, ""
-	case strings.HasSuffix(path, "/models"):
-		return llm.EndpointModels, ""
+	e := llm.EndpointOf(path)
+	if e == llm.EndpointModels {
+		// Model names may hold slashes (meta-llama/Llama-3.1-8B), so the
+		// model is everything after the first /models/.
+		if _, id, ok := strings.Cut(path, "/models/"); ok {
+			return e, id
+		}
 	}
-	// Model names may hold slashes (meta-llama/Llama-3.1-8B), so the model
-	// is everything after the first /models/.
-	if _, id, ok := strings.Cut(path, "/models/"); ok && id != "" {
-		return llm.EndpointModels, id
-	}
-	return "", ""
+	return e, ""
 }
 
 // reject answers the client with e and records its code in the call.

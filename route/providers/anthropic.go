@@ -157,8 +157,8 @@ func (a *Anthropic) ProbeRequest(ctx context.Context, u *route.Upstream, uri str
 }
 
 // Response translates a whole Messages response.
-func (a *Anthropic) Response(_ *route.Exchange, body []byte) ([]byte, *llm.Usage, error) {
-	return a.response(body)
+func (a *Anthropic) Response(x *route.Exchange, body []byte) ([]byte, *llm.Usage, error) {
+	return a.response(x, body)
 }
 
 // Stream translates the Messages event stream.

@@ -2,15 +2,12 @@ package providers
 
 import (
 	"context"
-	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
-	"github.com/llmoneapi/llmoneapi/llm"
 	"github.com/llmoneapi/llmoneapi/route"
 )
 
@@ -22,7 +19,8 @@ func init() {
 // paths (<base>/openai/deployments/<deployment>/chat/completions
 // ?api-version=...), with the key in an api-key header. Bodies pass
 // through as for the openai provider, the model renamed and stream usage
-// asked for. The base URL is the resource's endpoint
+// asked for; other client APIs (Anthropic's Messages) are translated to
+// chat completions and back. The base URL is the resource's endpoint
 // (https://<resource>.openai.azure.com).
 type Azure struct {
 	// Deployment is the deployment to call. Default: the upstream's model
@@ -30,6 +28,8 @@ type Azure struct {
 	Deployment string `json:"deployment,omitempty"`
 	// APIVersion is the api-version query parameter. Default: 2024-10-21.
 	APIVersion string `json:"api_version,omitempty"`
+
+	openaiCompat
 }
 
 // DefaultAzureAPIVersion is the api-version sent by default, Azure
@@ -44,11 +44,12 @@ func (Azure) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets the defaults.
-func (a *Azure) Provision(caddy.Context) error {
+// Provision sets the defaults and the codec for translated client APIs.
+func (a *Azure) Provision(ctx caddy.Context) error {
 	if a.APIVersion == "" {
 		a.APIVersion = DefaultAzureAPIVersion
 	}
+	a.openaiCompat = newOpenAICompat(ctx)
 	return nil
 }
 
@@ -79,16 +80,16 @@ func (a *Azure) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // NewRequest builds the upstream request.
 func (a *Azure) NewRequest(ctx context.Context, x *route.Exchange) (*http.Request, error) {
-	path, ok := openaiPaths[x.Endpoint]
-	if !ok {
-		return nil, fmt.Errorf("the azure provider does not serve the %s endpoint", x.Endpoint)
+	path, body, err := a.body(x)
+	if err != nil {
+		return nil, err
 	}
 	deployment := a.Deployment
 	if deployment == "" {
 		deployment = x.Model
 	}
 	u := x.Upstream.BaseURL() + "/openai/deployments/" + url.PathEscape(deployment) + path + "?api-version=" + url.QueryEscape(a.APIVersion)
-	req, err := newRequest(ctx, x, u, openaiBody(x))
+	req, err := newRequest(ctx, x, u, body)
 	if err != nil {
 		return nil, err
 	}
@@ -109,21 +110,6 @@ func (a *Azure) ProbeRequest(ctx context.Context, u *route.Upstream, uri string)
 		req.Header.Set("api-key", key)
 	}
 	return req, nil
-}
-
-// Response passes the body through, as the openai provider does.
-func (a *Azure) Response(x *route.Exchange, body []byte) ([]byte, *llm.Usage, error) {
-	return OpenAI{}.Response(x, body)
-}
-
-// Stream relays the events, as the openai provider does.
-func (a *Azure) Stream(x *route.Exchange, body io.Reader) route.Stream {
-	return OpenAI{}.Stream(x, body)
-}
-
-// Error reads Azure's errors, which are OpenAI's shape.
-func (a *Azure) Error(x *route.Exchange, status int, body []byte) *llm.Error {
-	return OpenAI{}.Error(x, status, body)
 }
 
 // Interface guards

@@ -115,8 +115,8 @@ func (g *Gemini) ProbeRequest(ctx context.Context, u *route.Upstream, uri string
 }
 
 // Response translates a whole generateContent response.
-func (g *Gemini) Response(_ *route.Exchange, body []byte) ([]byte, *llm.Usage, error) {
-	return g.response(body)
+func (g *Gemini) Response(x *route.Exchange, body []byte) ([]byte, *llm.Usage, error) {
+	return g.response(x, body)
 }
 
 // Stream translates the server-sent chunks.

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"slices"
 	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
@@ -17,6 +16,7 @@ import (
 	"github.com/llmoneapi/llmoneapi/llm"
 	"github.com/llmoneapi/llmoneapi/route"
 	"github.com/llmoneapi/llmoneapi/sse"
+	"github.com/llmoneapi/llmoneapi/wire/openai"
 )
 
 func init() {
@@ -29,8 +29,11 @@ func init() {
 // came, with only the model renamed (when the upstream sets one) and
 // stream_options.include_usage turned on for streams, so that the gateway
 // always learns a stream's usage; the usage-only chunk that this adds is
-// removed again when the client did not ask for it.
-type OpenAI struct{}
+// removed again when the client did not ask for it. Other client APIs
+// (Anthropic's Messages) are translated to chat completions and back.
+type OpenAI struct {
+	openaiCompat
+}
 
 // CaddyModule returns the Caddy module information.
 func (OpenAI) CaddyModule() caddy.ModuleInfo {
@@ -40,34 +43,65 @@ func (OpenAI) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
+// Provision sets up the codec for translated client APIs.
+func (o *OpenAI) Provision(ctx caddy.Context) error {
+	o.openaiCompat = newOpenAICompat(ctx)
+	return nil
+}
+
+// openaiPaths are the endpoints the OpenAI API serves natively, passed
+// through, and their paths under the base URL.
 var openaiPaths = map[llm.Endpoint]string{
 	llm.EndpointChat:        "/chat/completions",
 	llm.EndpointCompletions: "/completions",
 	llm.EndpointEmbeddings:  "/embeddings",
 }
 
-// NewRequest builds the upstream request.
-func (OpenAI) NewRequest(ctx context.Context, x *route.Exchange) (*http.Request, error) {
-	path, ok := openaiPaths[x.Endpoint]
-	if !ok {
-		return nil, fmt.Errorf("the openai provider does not serve the %s endpoint", x.Endpoint)
+// openaiUpstream is the chat completions format, which the openai and
+// azure providers translate the client APIs they lack to.
+var openaiUpstream = upstreamFormat{
+	encodeRequest:  openai.EncodeRequest,
+	decodeResponse: openai.DecodeResponse,
+	newDecoder:     func() streamDecoder { return &openai.StreamDecoder{} },
+	decodeError:    openai.DecodeError,
+}
+
+// openaiCompat is what the openai and azure providers share: the OpenAI
+// API's own endpoints passed through, the other client APIs translated to
+// chat completions.
+type openaiCompat struct {
+	translate
+}
+
+func newOpenAICompat(ctx caddy.Context) openaiCompat {
+	return openaiCompat{translate{format: openaiUpstream, logger: ctx.Logger()}}
+}
+
+// native tells whether the client called an endpoint of the OpenAI API.
+func (openaiCompat) native(x *route.Exchange) bool {
+	_, ok := openaiPaths[x.Endpoint]
+	return ok
+}
+
+// body returns the upstream request's path and body: the client's body
+// patched for OpenAI's own endpoints, a chat completion request otherwise.
+func (c *openaiCompat) body(x *route.Exchange) (path string, body []byte, err error) {
+	if path, ok := openaiPaths[x.Endpoint]; ok {
+		return path, openaiBody(x), nil
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, x.Upstream.BaseURL()+path, bytes.NewReader(openaiBody(x)))
+	body, err = c.request(x, nil)
+	return openaiPaths[llm.EndpointChat], body, err
+}
+
+// NewRequest builds the upstream request.
+func (o *OpenAI) NewRequest(ctx context.Context, x *route.Exchange) (*http.Request, error) {
+	path, body, err := o.body(x)
 	if err != nil {
 		return nil, err
 	}
-	for name, values := range x.Upstream.Header() {
-		// A copy: a shared slice would let one request's header changes
-		// reach every other request to this upstream.
-		req.Header[name] = slices.Clone(values)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	if x.Request.Stream {
-		req.Header.Set("Accept", "text/event-stream")
-		// Compressed streams would make upstreams and proxies buffer.
-		req.Header.Set("Accept-Encoding", "identity")
-	} else {
-		req.Header.Set("Accept", "application/json")
+	req, err := newRequest(ctx, x, x.Upstream.BaseURL()+path, body)
+	if err != nil {
+		return nil, err
 	}
 	if key := x.Upstream.Key(); key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
@@ -115,8 +149,12 @@ func withIncludeUsage(options []byte) []byte {
 	return out
 }
 
-// Response passes the body through and reads its usage.
-func (OpenAI) Response(x *route.Exchange, body []byte) ([]byte, *llm.Usage, error) {
+// Response passes the body through and reads its usage, or translates a
+// chat completion for another client API.
+func (c *openaiCompat) Response(x *route.Exchange, body []byte) ([]byte, *llm.Usage, error) {
+	if !c.native(x) {
+		return c.response(x, body)
+	}
 	usage, _, err := openaiUsage(body)
 	if err != nil {
 		return nil, nil, err
@@ -151,8 +189,12 @@ func openaiUsage(body []byte) (usage *llm.Usage, noChoices bool, err error) {
 
 // Stream relays the upstream's events as they are. A stream that finished
 // (a finish_reason and, when the client asked, the usage chunk) but whose
-// upstream closed without [DONE] is complete, and gets its [DONE].
-func (OpenAI) Stream(x *route.Exchange, body io.Reader) route.Stream {
+// upstream closed without [DONE] is complete, and gets its [DONE]. The
+// stream of a translated client API is re-encoded.
+func (c *openaiCompat) Stream(x *route.Exchange, body io.Reader) route.Stream {
+	if !c.native(x) {
+		return c.stream(x, body)
+	}
 	return &openaiStream{events: sse.NewReader(body, 0), clientWantsUsage: x.Request.IncludeUsage}
 }
 
@@ -277,7 +319,7 @@ func hasValue(data, key []byte, first byte) bool {
 // Error reads an OpenAI-style error body. Servers that copy the API differ
 // in their errors, so FastAPI's {"detail": ...}, a bare {"message": ...}
 // and plain text are understood too.
-func (OpenAI) Error(_ *route.Exchange, status int, body []byte) *llm.Error {
+func (openaiCompat) Error(_ *route.Exchange, status int, body []byte) *llm.Error {
 	var parsed struct {
 		Error *struct {
 			Message string          `json:"message"`
@@ -329,5 +371,8 @@ func rawString(v json.RawMessage) string {
 	return string(v)
 }
 
-// Interface guard
-var _ route.Provider = (*OpenAI)(nil)
+// Interface guards
+var (
+	_ route.Provider    = (*OpenAI)(nil)
+	_ caddy.Provisioner = (*OpenAI)(nil)
+)

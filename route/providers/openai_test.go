@@ -87,7 +87,7 @@ func TestOpenAIStream(t *testing.T) {
 	upstream := chunk("a") + chunk("b") + usageChunk + "data: [DONE]\n\n"
 	// The client did not ask for usage: the gateway reads it and hides the chunk.
 	x := exchange(t, llm.EndpointChat, `{"model":"m","stream":true}`, "")
-	out, usage, err := drain(OpenAI{}.Stream(x, strings.NewReader(upstream)))
+	out, usage, err := drain((&OpenAI{}).Stream(x, strings.NewReader(upstream)))
 	if err != io.EOF {
 		t.Fatal(err)
 	}
@@ -99,7 +99,7 @@ func TestOpenAIStream(t *testing.T) {
 	}
 	// The client asked: it gets the stream unchanged.
 	x = exchange(t, llm.EndpointChat, `{"model":"m","stream":true,"stream_options":{"include_usage":true}}`, "")
-	out, usage, err = drain(OpenAI{}.Stream(x, strings.NewReader(upstream)))
+	out, usage, err = drain((&OpenAI{}).Stream(x, strings.NewReader(upstream)))
 	if err != io.EOF || out != upstream || usage == nil {
 		t.Fatalf("out %q usage %v err %v", out, usage, err)
 	}
@@ -107,7 +107,7 @@ func TestOpenAIStream(t *testing.T) {
 
 func TestOpenAIStreamCut(t *testing.T) {
 	x := exchange(t, llm.EndpointChat, `{"model":"m","stream":true}`, "")
-	out, _, err := drain(OpenAI{}.Stream(x, strings.NewReader(chunk("a")+chunk("b"))))
+	out, _, err := drain((&OpenAI{}).Stream(x, strings.NewReader(chunk("a")+chunk("b"))))
 	if !errors.Is(err, io.ErrUnexpectedEOF) {
 		t.Fatalf("a stream without [DONE] must fail, got %v", err)
 	}
@@ -118,14 +118,15 @@ func TestOpenAIStreamCut(t *testing.T) {
 
 func TestOpenAIResponse(t *testing.T) {
 	body := []byte(`{"id":"x","choices":[{"message":{"content":"usage"}}],"usage":{"prompt_tokens":7,"completion_tokens":1}}`)
-	out, usage, err := OpenAI{}.Response(nil, body)
+	x := exchange(t, llm.EndpointChat, `{"model":"m"}`, "")
+	out, usage, err := (&OpenAI{}).Response(x, body)
 	if err != nil || string(out) != string(body) {
 		t.Fatalf("out %s err %v", out, err)
 	}
 	if usage == nil || usage.TotalTokens != 8 {
 		t.Fatalf("usage %+v", usage)
 	}
-	_, usage, err = OpenAI{}.Response(nil, []byte(`{"data":[]}`))
+	_, usage, err = (&OpenAI{}).Response(exchange(t, llm.EndpointEmbeddings, `{"model":"m"}`, ""), []byte(`{"data":[]}`))
 	if err != nil || usage != nil {
 		t.Fatalf("usage %v err %v", usage, err)
 	}
@@ -143,7 +144,7 @@ func TestOpenAIError(t *testing.T) {
 		{``, "the upstream answered with status 503", llm.TypeUpstream, ""},
 	}
 	for _, tt := range tests {
-		e := OpenAI{}.Error(nil, 503, []byte(tt.body))
+		e := (&OpenAI{}).Error(nil, 503, []byte(tt.body))
 		if e.Message != tt.message || e.Type != tt.typ || e.Code != tt.code || e.Status != 503 {
 			t.Errorf("%s: got %+v", tt.body, e)
 		}
@@ -177,7 +178,7 @@ func BenchmarkOpenAIStream(b *testing.B) {
 	b.ReportAllocs()
 	b.SetBytes(int64(len(upstream)))
 	for b.Loop() {
-		s := OpenAI{}.Stream(x, strings.NewReader(upstream))
+		s := (&OpenAI{}).Stream(x, strings.NewReader(upstream))
 		for {
 			_, err := s.Next()
 			if err == io.EOF {
@@ -223,7 +224,7 @@ func TestOpenAIStreamFinished(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, _, err := drain(OpenAI{}.Stream(exchange(t, llm.EndpointChat, tt.body, ""), strings.NewReader(tt.upstream)))
+			out, _, err := drain((&OpenAI{}).Stream(exchange(t, llm.EndpointChat, tt.body, ""), strings.NewReader(tt.upstream)))
 			if tt.complete != (err == io.EOF) || tt.complete != strings.HasSuffix(out, "data: [DONE]\n\n") {
 				t.Fatalf("out %q err %v", out, err)
 			}
@@ -248,7 +249,7 @@ func TestOpenAIStreamContent(t *testing.T) {
 		{role + usageChunk, []bool{false, true}},
 	}
 	for _, tt := range tests {
-		s := OpenAI{}.Stream(exchange(t, llm.EndpointChat, `{"model":"m","stream":true,"stream_options":{"include_usage":true}}`, ""), strings.NewReader(tt.upstream))
+		s := (&OpenAI{}).Stream(exchange(t, llm.EndpointChat, `{"model":"m","stream":true,"stream_options":{"include_usage":true}}`, ""), strings.NewReader(tt.upstream))
 		for i, want := range tt.content {
 			ev, err := s.Next()
 			if err != nil || ev.Content != want {
@@ -273,7 +274,7 @@ func TestOpenAIHeadersCopied(t *testing.T) {
 	defer m.Cleanup()
 	x := exchange(t, llm.EndpointChat, `{"model":"m"}`, "")
 	x.Upstream = m.Upstreams[0]
-	req, err := OpenAI{}.NewRequest(t.Context(), x)
+	req, err := (&OpenAI{}).NewRequest(t.Context(), x)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -30,22 +30,33 @@ type streamDecoder interface {
 	Decode(dst []wire.Event, data []byte) ([]wire.Event, error)
 }
 
-// translate is what the translating providers (anthropic, gemini) share:
-// an OpenAI chat client's request decoded into the canonical form, the
-// upstream's answer decoded from its format and encoded for the client.
+// translate is what the translating providers share: the client's request
+// decoded from its API's format (see clientFormats) into the canonical
+// form and encoded in the upstream's, the upstream's answer decoded from
+// the upstream's format and encoded for the client.
 type translate struct {
 	format upstreamFormat
 	logger *zap.Logger
+}
+
+// clientFormatOf returns the format of the client's API.
+func clientFormatOf(x *route.Exchange) (*clientFormat, error) {
+	cf, ok := clientFormats[x.Endpoint]
+	if !ok {
+		return nil, fmt.Errorf("the %s endpoint is not translated", x.Endpoint)
+	}
+	return cf, nil
 }
 
 // request decodes the client's request, names the model and encodes it in
 // the upstream's format. What the translation cannot carry is logged at
 // debug level, never sent malformed.
 func (t *translate) request(x *route.Exchange, adjust func(*wire.Request)) ([]byte, error) {
-	if x.Endpoint != llm.EndpointChat {
-		return nil, fmt.Errorf("only chat completions are translated, not %s", x.Endpoint)
+	cf, err := clientFormatOf(x)
+	if err != nil {
+		return nil, err
 	}
-	req, err := openai.DecodeRequest(x.Request.Body)
+	req, err := cf.decodeRequest(x.Request.Body)
 	if err != nil {
 		return nil, err
 	}
@@ -57,7 +68,7 @@ func (t *translate) request(x *route.Exchange, adjust func(*wire.Request)) ([]by
 	if err != nil {
 		return nil, err
 	}
-	if len(req.Dropped) > 0 || len(dropped) > 0 {
+	if (len(req.Dropped) > 0 || len(dropped) > 0) && t.logger != nil {
 		t.logger.Debug("fields dropped in translation",
 			zap.String("model", x.Model), zap.Strings("client", req.Dropped), zap.Strings("upstream", dropped))
 	}
@@ -84,38 +95,47 @@ func newRequest(ctx context.Context, x *route.Exchange, url string, body []byte)
 	return req, nil
 }
 
-// response turns the upstream's whole response into an OpenAI chat
-// completion.
-func (t *translate) response(body []byte) ([]byte, *llm.Usage, error) {
+// response turns the upstream's whole response into the client's.
+func (t *translate) response(x *route.Exchange, body []byte) ([]byte, *llm.Usage, error) {
+	cf, err := clientFormatOf(x)
+	if err != nil {
+		return nil, nil, err
+	}
 	resp, err := t.format.decodeResponse(body)
 	if err != nil {
 		return nil, nil, err
 	}
-	out, err := openai.EncodeResponse(resp)
+	out, err := cf.encodeResponse(resp)
 	return out, resp.Usage, err
 }
 
-// errorOf turns the upstream's error into the client's, keeping the
-// upstream's message and a code the route handler can classify.
+// errorOf turns the upstream's error into the gateway's, keeping the
+// upstream's message and a code the route handler can classify; it reaches
+// the client in the client API's format (llm.Error.Write).
 func (t *translate) errorOf(status int, body []byte) *llm.Error {
 	return openai.ToLLM(t.format.decodeError(status, body))
 }
 
+// stream re-encodes the upstream's stream for the client. An endpoint
+// without a client format never gets here: its request was refused.
 func (t *translate) stream(x *route.Exchange, body io.Reader) route.Stream {
-	return &translatedStream{
+	cf := clientFormats[x.Endpoint]
+	s := &translatedStream{
 		events: sse.NewReader(body, 0),
 		dec:    t.format.newDecoder(),
-		enc:    openai.NewStreamEncoder(x.Request.IncludeUsage),
+		enc:    cf.newStreamEncoder(x),
 		format: t.format,
 	}
+	return withStreamError(s, cf.streamError)
 }
 
-// translatedStream re-encodes an upstream stream as OpenAI chunks, event by
-// event: nothing is held but a tool call's pieces in formats that need it.
+// translatedStream re-encodes an upstream stream in the client's API, event
+// by event: nothing is held but a tool call's pieces in formats that need
+// it.
 type translatedStream struct {
 	events   *sse.Reader
 	dec      streamDecoder
-	enc      *openai.StreamEncoder
+	enc      streamEncoder
 	format   upstreamFormat
 	evs      []wire.Event
 	buf      []byte

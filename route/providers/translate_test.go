@@ -28,6 +28,7 @@ const upstreamKey = "sk-upstream-secret-0042"
 // client for it and the calls' records.
 type gateway struct {
 	client openai.Client
+	url    string // the handler's base URL
 	fake   *fakellm.Server
 	mu     sync.Mutex
 	calls  []*llm.Call
@@ -77,6 +78,7 @@ func newGateway(t *testing.T, provider, path, model string) *gateway {
 		g.mu.Unlock()
 	}))
 	t.Cleanup(srv.Close)
+	g.url = srv.URL
 	g.client = openai.NewClient(option.WithBaseURL(srv.URL+"/v1"), option.WithAPIKey("sk-client-key-not-for-upstream"), option.WithMaxRetries(0))
 	return g
 }

@@ -241,3 +241,12 @@ func ErrorStatus(e *wire.Error) int {
 	}
 	return http.StatusInternalServerError
 }
+
+func init() {
+	// Every handler's errors on the Messages paths (llm_auth's 401s, a
+	// limit's 429, llm_route's 404s) in Anthropic's shape.
+	llm.RegisterErrorEncoder(llm.APIAnthropicMessages, func(e *llm.Error) (int, []byte) {
+		w := wire.FromLLM(e)
+		return ErrorStatus(w), EncodeError(w)
+	})
+}

@@ -329,8 +329,8 @@ func ImageFromURL(u string) *wire.Image {
 	return &wire.Image{URL: u}
 }
 
-// imageURLOf is the OpenAI form of an image: its URL, or a data: URL.
-func imageURLOf(img *wire.Image) string {
+// ImageURL is the OpenAI form of an image: its URL, or a data: URL.
+func ImageURL(img *wire.Image) string {
 	if img.Data != "" {
 		return "data:" + img.MediaType + ";base64," + img.Data
 	}
@@ -506,7 +506,7 @@ func encodeContent(parts []wire.Part) (json.RawMessage, []string) {
 		case wire.PartText:
 			out = append(out, contentPart{Type: "text", Text: p.Text})
 		case wire.PartImage:
-			out = append(out, contentPart{Type: "image_url", ImageURL: &imageURL{URL: imageURLOf(p.Image), Detail: p.Image.Detail}})
+			out = append(out, contentPart{Type: "image_url", ImageURL: &imageURL{URL: ImageURL(p.Image), Detail: p.Image.Detail}})
 		default:
 			dropped = wire.Note(dropped, string(p.Type)+" part")
 		}

@@ -142,38 +142,3 @@ func Completion(model string, resp *wire.Response) int {
 	partsText(&text, resp.Content, &n)
 	return n + Count(model, strings.TrimSuffix(text.String(), "\n"))
 }
-
-// Counter counts the tokens of a stream as its deltas pass, in constant
-// memory however long the stream: text is held only until a space, where
-// the tokenizer would split it anyway, then counted and let go. The zero
-// value is not ready; use NewCounter.
-type Counter struct {
-	model string
-	buf   []byte
-	n     int
-}
-
-// flushAt is how much text a Counter holds before it counts.
-const flushAt = 4 << 10
-
-// NewCounter returns a counter for a model's output.
-func NewCounter(model string) *Counter { return &Counter{model: model} }
-
-// Add counts a delta's text.
-func (c *Counter) Add(text string) {
-	c.buf = append(c.buf, text...)
-	if len(c.buf) < flushAt {
-		return
-	}
-	// Cut before the last space: tokens carry their leading space, so
-	// the text after it still belongs to a word being written.
-	cut := strings.LastIndexByte(string(c.buf), ' ')
-	if cut <= 0 {
-		cut = len(c.buf)
-	}
-	c.n += Count(c.model, string(c.buf[:cut]))
-	c.buf = append(c.buf[:0], c.buf[cut:]...)
-}
-
-// Tokens returns the tokens counted so far, the text held included.
-func (c *Counter) Tokens() int { return c.n + Count(c.model, string(c.buf)) }

@@ -36,17 +36,6 @@ func TestCount(t *testing.T) {
 	}
 }
 
-func TestCounterMatchesCount(t *testing.T) {
-	text := strings.Repeat("The quick brown fox jumps over the lazy dog, again and again. ", 400)
-	c := tokens.NewCounter("gpt-4o-mini")
-	for i := 0; i < len(text); i += 7 {
-		c.Add(text[i:min(i+7, len(text))])
-	}
-	if got, want := c.Tokens(), tokens.Count("gpt-4o-mini", text); got != want {
-		t.Errorf("counter %d, whole text %d", got, want)
-	}
-}
-
 func TestPromptAndCompletion(t *testing.T) {
 	req := &wire.Request{
 		System: []wire.Part{{Type: wire.PartText, Text: "Be terse."}},
@@ -79,18 +68,6 @@ func BenchmarkCount(b *testing.B) {
 			}
 		})
 	}
-}
-
-// BenchmarkCounter is the cost of counting one streamed delta of a few
-// words.
-func BenchmarkCounter(b *testing.B) {
-	tokens.Count("gpt-4o", "warm up")
-	b.ReportAllocs()
-	c := tokens.NewCounter("gpt-4o")
-	for b.Loop() {
-		c.Add(" tokens are counted as")
-	}
-	_ = c.Tokens()
 }
 
 func TestPreload(t *testing.T) {

@@ -1,0 +1,28 @@
+package responses_test
+
+import (
+	"testing"
+
+	"github.com/llmoneapi/llmoneapi/internal/wiretest"
+	"github.com/llmoneapi/llmoneapi/wire/responses"
+)
+
+var codec = wiretest.Codec{
+	DecodeRequest:    responses.DecodeRequest,
+	EncodeRequest:    responses.EncodeRequest,
+	DecodeResponse:   responses.DecodeResponse,
+	EncodeResponse:   responses.EncodeResponse,
+	NewStreamDecoder: func() wiretest.StreamDecoder { return &responses.StreamDecoder{} },
+	NewStreamEncoder: func() wiretest.StreamEncoder { return responses.NewStreamEncoder() },
+	DecodeError:      responses.DecodeError,
+	EncodeError:      responses.EncodeError,
+}
+
+func TestGolden(t *testing.T) { wiretest.RunGolden(t, codec) }
+
+func FuzzDecodeRequest(f *testing.F)  { wiretest.FuzzRequest(f, codec) }
+func FuzzDecodeResponse(f *testing.F) { wiretest.FuzzResponse(f, codec) }
+func FuzzDecodeStream(f *testing.F)   { wiretest.FuzzStream(f, codec) }
+func FuzzDecodeError(f *testing.F)    { wiretest.FuzzError(f, codec) }
+
+func BenchmarkTranslate(b *testing.B) { wiretest.Benchmark(b, codec) }
