@@ -9,9 +9,38 @@ import (
 	"github.com/llmoneapi/llmoneapi/llm"
 	"github.com/llmoneapi/llmoneapi/sse"
 	"github.com/llmoneapi/llmoneapi/wire"
+	"github.com/llmoneapi/llmoneapi/wire/anthropic"
 	"github.com/llmoneapi/llmoneapi/wire/openai"
+	"github.com/llmoneapi/llmoneapi/wire/responses"
 	"github.com/llmoneapi/llmoneapi/wire/tokens"
 )
+
+// clientCodec reads a client API's requests, answers and streams, for
+// counting.
+type clientCodec struct {
+	decodeRequest  func([]byte) (*wire.Request, error)
+	decodeResponse func([]byte) (*wire.Response, error)
+	newDecoder     func() streamDecoder
+}
+
+// streamDecoder reads one SSE event's data into canonical events.
+type streamDecoder interface {
+	Decode(dst []wire.Event, data []byte) ([]wire.Event, error)
+}
+
+// countedAPIs are the client APIs whose usage is counted from their wire
+// format; completions and embeddings are read as plain text.
+var countedAPIs = map[llm.Endpoint]clientCodec{
+	llm.EndpointChat: {openai.DecodeRequest, openai.DecodeResponse, func() streamDecoder {
+		return new(openai.StreamDecoder)
+	}},
+	llm.EndpointMessages: {anthropic.DecodeRequest, anthropic.DecodeResponse, func() streamDecoder {
+		return new(anthropic.StreamDecoder)
+	}},
+	llm.EndpointResponses: {responses.DecodeRequest, responses.DecodeResponse, func() streamDecoder {
+		return new(responses.StreamDecoder)
+	}},
+}
 
 // Usage the upstream did not report is counted with wire/tokens in the
 // upstream model's encoding: the prompt from the client's request (a chat's
@@ -79,7 +108,14 @@ func (s *sent) completionTokens(x *Exchange) int {
 func streamText(endpoint llm.Endpoint, stream []byte) string {
 	var text strings.Builder
 	events := sse.NewReader(bytes.NewReader(stream), 0)
-	var dec openai.StreamDecoder
+	codec, ok := countedAPIs[endpoint]
+	if !ok && endpoint != llm.EndpointCompletions {
+		return ""
+	}
+	var dec streamDecoder
+	if ok {
+		dec = codec.newDecoder()
+	}
 	var evs []wire.Event
 	for {
 		ev, err := events.Next()
@@ -154,8 +190,8 @@ func settleStream(call *llm.Call, t *try, finished bool) {
 // promptTokens estimates the prompt tokens of the client's request.
 func promptTokens(x *Exchange) int {
 	body := x.Request.Body
-	if x.Endpoint == llm.EndpointChat {
-		req, err := openai.DecodeRequest(body)
+	if codec, ok := countedAPIs[x.Endpoint]; ok {
+		req, err := codec.decodeRequest(body)
 		if err != nil {
 			return 0 // the upstream took it; nothing the gateway can count
 		}
@@ -190,13 +226,14 @@ func texts(raw json.RawMessage) []string {
 // answerTokens estimates the completion tokens of an unstreamed answer in
 // the client's API.
 func answerTokens(x *Exchange, body []byte) int {
-	switch x.Endpoint {
-	case llm.EndpointChat:
-		resp, err := openai.DecodeResponse(body)
+	if codec, ok := countedAPIs[x.Endpoint]; ok {
+		resp, err := codec.decodeResponse(body)
 		if err != nil {
 			return 0
 		}
 		return tokens.Completion(x.Model, resp)
+	}
+	switch x.Endpoint {
 	case llm.EndpointCompletions:
 		var resp struct {
 			Choices []struct {

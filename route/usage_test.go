@@ -52,3 +52,22 @@ func BenchmarkSentAdd(b *testing.B) {
 		s.release()
 	}
 }
+
+// TestStreamTextAPIs: the answer's text is read out of each client API's
+// stream.
+func TestStreamTextAPIs(t *testing.T) {
+	for endpoint, stream := range map[llm.Endpoint]string{
+		llm.EndpointChat: string(chunk("Hello")) + string(chunk(" world")) + "data: [DONE]\n\n",
+		llm.EndpointMessages: "event: message_start\ndata: {\"type\":\"message_start\",\"message\":{\"id\":\"msg_1\",\"type\":\"message\",\"role\":\"assistant\",\"model\":\"m\",\"content\":[],\"usage\":{\"input_tokens\":3,\"output_tokens\":1}}}\n\n" +
+			"event: content_block_start\ndata: {\"type\":\"content_block_start\",\"index\":0,\"content_block\":{\"type\":\"text\",\"text\":\"\"}}\n\n" +
+			"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\"Hello\"}}\n\n" +
+			"event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":0,\"delta\":{\"type\":\"text_delta\",\"text\":\" world\"}}\n\n",
+		llm.EndpointResponses: "event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":3,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\"Hello\"}\n\n" +
+			"event: response.output_text.delta\ndata: {\"type\":\"response.output_text.delta\",\"sequence_number\":4,\"item_id\":\"msg_1\",\"output_index\":0,\"content_index\":0,\"delta\":\" world\"}\n\n",
+		llm.EndpointCompletions: "data: {\"choices\":[{\"text\":\"Hello\"}]}\n\ndata: {\"choices\":[{\"text\":\" world\"}]}\n\n",
+	} {
+		if got := streamText(endpoint, []byte(stream)); got != "Hello world" {
+			t.Errorf("%s: %q", endpoint, got)
+		}
+	}
+}

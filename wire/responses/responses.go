@@ -8,7 +8,8 @@
 // The translation is stateless: the client sends the whole conversation in
 // input every turn (store: false), as coding agents do. A request that
 // points at state kept by OpenAI (previous_response_id, conversation) is
-// refused with ErrStateful, a 400, since a translated upstream keeps none.
+// refused with ErrStateful, a 400, since a translated upstream keeps none;
+// so is an item_reference input item.
 //
 // What a request keeps and drops in translation:
 //
@@ -37,7 +38,8 @@
 //
 //	dropped, named in Request.Dropped
 //	built-in and other non-function tools (web_search, file_search, local_shell, custom,
-//	mcp, a namespace group, ...) and the items of their calls and outputs;
+//	mcp, a namespace group, ...) and the items of their calls and outputs (a
+//	function_call with a namespace among them);
 //	input_file parts, input_image by file_id, item_reference items, an item's id and
 //	status, strict on tools, include (other values), prompt_cache_key, client_metadata,
 //	metadata, reasoning.summary, service_tier, truncation, text.verbosity, store: true,
@@ -56,6 +58,21 @@
 // input_tokens_details; cache writes as cache_write_tokens),
 // output_tokens (reasoning_tokens in output_tokens_details) and
 // total_tokens. Errors are OpenAI's error shape (wire/openai).
+//
+// A stream is response.created and response.in_progress, then per item
+// response.output_item.added, its deltas (output_text, reasoning summary
+// text, function call arguments) between their part events, and its .done
+// events, then response.completed (response.incomplete for finish
+// "length") with the whole response and its usage; every event has its
+// sequence_number and the item ids are the same throughout. A stream that
+// breaks off ends with an error event and response.failed, whose code is the
+// upstream's or OpenAI's for the kind (rate_limit_exceeded,
+// context_length_exceeded, server_error, ...).
+//
+// Towards a Responses upstream, EncodeRequest writes store: false, function
+// tools with strict: false (the API's default of strict rejects most schemas
+// other formats take), reasoning items only with their encrypted content,
+// and drops what the format lacks: stop, seed, top_k, the penalties.
 package responses
 
 import (
@@ -164,6 +181,8 @@ type item struct {
 	Name      string          `json:"name,omitempty"`
 	Arguments *string         `json:"arguments,omitempty"`
 	Output    json.RawMessage `json:"output,omitempty"`
+	// Namespace is the namespace group of a function call's tool.
+	Namespace string `json:"namespace,omitempty"`
 	// Summary, EncryptedContent (and Content, as reasoning_text parts) are
 	// a reasoning item's.
 	Summary          *[]summaryPart `json:"summary,omitempty"`
@@ -412,6 +431,7 @@ func decodeInput(raw json.RawMessage, out *wire.Request) error {
 	if err := json.Unmarshal(raw, &items); err != nil {
 		return errors.New("responses: 'input' must be a string or an array of items")
 	}
+	var skipped []string // the call ids of calls dropped with their tools
 	for i := range items {
 		it := &items[i]
 		if it.ID != "" {
@@ -419,6 +439,16 @@ func decodeInput(raw json.RawMessage, out *wire.Request) error {
 		}
 		if it.Status != "" {
 			out.Dropped = wire.Note(out.Dropped, "input.status")
+		}
+		if it.Type == "function_call" && it.Namespace != "" {
+			// A call of a tool of a namespace group, which is dropped:
+			// the call goes, and its output with it.
+			out.Dropped = wire.Note(out.Dropped, "input[type=function_call,namespace]")
+			skipped = append(skipped, it.CallID)
+			continue
+		}
+		if it.Type == "function_call_output" && slices.Contains(skipped, it.CallID) {
+			continue
 		}
 		if err := decodeItem(it, out); err != nil {
 			return fmt.Errorf("responses: input[%d]: %w", i, err)

@@ -241,7 +241,13 @@ func (e *StreamEncoder) toolStart(dst []byte, index int, callID, name string) ([
 }
 
 func (e *StreamEncoder) add(dst []byte, kind, callID, name string) ([]byte, *outItem) {
-	prefix := map[string]string{kindMessage: "msg", kindReasoning: "rs", kindCall: "fc"}[kind]
+	prefix := "fc"
+	switch kind {
+	case kindMessage:
+		prefix = "msg"
+	case kindReasoning:
+		prefix = "rs"
+	}
 	it := &outItem{kind: kind, id: e.ids.next(prefix), callID: callID, name: name}
 	e.items = append(e.items, it)
 	e.open = append(e.open, it)
