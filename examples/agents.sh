@@ -67,6 +67,7 @@ freeport() {
 	done
 }
 export AGENTS_DIR=$tmp GATEWAY_PORT=$(freeport) MOCK_PORT=$(freeport)
+while [ "$MOCK_PORT" = "$GATEWAY_PORT" ]; do MOCK_PORT=$(freeport); done
 export AGENTS_KEY=sk-agents-ci-$RANDOM$RANDOM UPSTREAM_KEY=sk-agents-upstream-$RANDOM$RANDOM
 # A marker of this run only, so no leftover file or log can pass for it.
 marker=run-$$-$RANDOM
@@ -78,14 +79,22 @@ go build -o "$tmp/mockllm" ./cmd/mockllm
 	-requests "$tmp/upstream.jsonl" >"$tmp/mockllm.log" 2>&1 &
 pids+=($!)
 touch "$tmp/upstream.jsonl" "$tmp/llm.log"
+# up <url> <key> waits for a server to answer GET <url> with the key.
+up() {
+	for _ in $(seq 1 100); do
+		curl -sf -o /dev/null "$1" -H "Authorization: Bearer $2" && return
+		sleep 0.1
+	done
+	curl -sf -o /dev/null "$1" -H "Authorization: Bearer $2"
+}
+up "http://127.0.0.1:$MOCK_PORT/v1/models" "$UPSTREAM_KEY" ||
+	{ echo "FAIL: the fake provider did not come up"; cat "$tmp/mockllm.log"; exit 1; }
+# The provider's readiness probe is no request of an agent.
+: >"$tmp/upstream.jsonl"
 HOME="$tmp" XDG_DATA_HOME="$tmp" XDG_CONFIG_HOME="$tmp" "$caddy" run --config examples/agents/Caddyfile \
 	>"$tmp/caddy.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do
-	curl -sf -o /dev/null "http://127.0.0.1:$GATEWAY_PORT/v1/models" -H "Authorization: Bearer $AGENTS_KEY" && break
-	sleep 0.1
-done
-curl -sf -o /dev/null "http://127.0.0.1:$GATEWAY_PORT/v1/models" -H "Authorization: Bearer $AGENTS_KEY" ||
+up "http://127.0.0.1:$GATEWAY_PORT/v1/models" "$AGENTS_KEY" ||
 	{ echo "FAIL: the gateway did not come up"; tail -n 30 "$tmp/caddy.log"; exit 1; }
 echo "-- gateway on 127.0.0.1:$GATEWAY_PORT, fake provider on 127.0.0.1:$MOCK_PORT, marker $marker"
 
@@ -100,7 +109,7 @@ run_claude() { # <model> <home> <work> <out>
 		ANTHROPIC_DEFAULT_HAIKU_MODEL="$1" ANTHROPIC_SMALL_FAST_MODEL="$1" \
 		CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 DISABLE_AUTOUPDATER=1 DISABLE_TELEMETRY=1 \
 		DISABLE_ERROR_REPORTING=1 \
-		timeout 180 "$claude" -p "Write the marker file with your Bash tool, then say what it printed." \
+		timeout 60 "$claude" -p "Write the marker file with your Bash tool, then say what it printed." \
 		--model "$1" --output-format json --allowedTools Bash --no-session-persistence \
 		</dev/null >"$4" 2>"$4.err")
 }
@@ -124,7 +133,7 @@ wire_api = "responses"
 enabled = false
 TOML
 	(cd "$3" && "${clean_env[@]}" HOME="$2" CODEX_HOME="$2/codex" LLMONEAPI_KEY="$AGENTS_KEY" \
-		timeout 180 "$codex" exec --skip-git-repo-check --ephemeral -o "$4.last" \
+		timeout 60 "$codex" exec --skip-git-repo-check --ephemeral -o "$4.last" \
 		"Write the marker file with your shell tool, then say what it printed." \
 		</dev/null >"$4" 2>"$4.err")
 }
@@ -195,6 +204,7 @@ for agent in "${agent_list[@]}"; do
 		jq -r '"\(.method) \(.path) \(.model)"' "$out.upstream" | sed 's/^/     | /'
 		echo "     --- records"; jq -c '{api, model, status, error, error_code, total_tokens}' "$out.records" 2>/dev/null | sed 's/^/     | /'
 		echo "     --- caddy log (last 15 lines)"; tail -n 15 "$tmp/caddy.log" | sed 's/^/     | /'
+		echo "     --- mockllm log (last 5 lines)"; tail -n 5 "$tmp/mockllm.log" | sed 's/^/     | /'
 	done
 done
 
