@@ -11,6 +11,9 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/llmoneapi/llmoneapi/llm"
 	"github.com/llmoneapi/llmoneapi/route"
@@ -162,6 +165,8 @@ func TestOpenAIResponsesRedo(t *testing.T) {
 	if o.Responses != ResponsesAuto {
 		t.Errorf("default mode %q", o.Responses)
 	}
+	core, logs := observer.New(zapcore.InfoLevel)
+	o.logger = zap.New(core)
 	x := newX()
 	if p := path(o, x); p != "/responses" || x.Translated {
 		t.Errorf("auto, first: %s, translated %v", p, x.Translated)
@@ -180,6 +185,9 @@ func TestOpenAIResponsesRedo(t *testing.T) {
 	}
 	if x := newX(); path(o, x) != "/chat/completions" || !x.Translated {
 		t.Error("auto, later call: not translated at once")
+	}
+	if x := newX(); !o.Redo(x, 404, notFound) || logs.Len() != 1 || !strings.Contains(logs.All()[0].Message, "no Responses API") {
+		t.Errorf("a call sent before the fallback is redone, and the fallback logged once: %v", logs.All())
 	}
 
 	native := provisionedOpenAI(t, ResponsesNative)
