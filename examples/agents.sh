@@ -185,7 +185,7 @@ for agent in "${agent_list[@]}"; do
 		# on /responses, then chat completions) is part of one call.
 		tail -n +"$((seen_before + 1))" "$tmp/upstream.jsonl" >"$out.upstream"
 		calls=$(jq -s 'map(select(.status < 400)) | length' "$out.upstream")
-		for _ in $(seq 1 30); do
+		for _ in $(seq 1 50); do
 			[ "$(($(wc -l <"$tmp/llm.log") - records_before))" -ge "$calls" ] && break
 			sleep 0.1
 		done

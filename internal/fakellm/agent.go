@@ -15,8 +15,10 @@ const (
 
 // Agent scripts a coding agent's turn, so that a test can drive a real
 // agent (Claude Code, the Codex CLI, ...) through one tool call without a
-// model. On a request that declares a shell tool the fake knows (see
-// AgentTools) and whose conversation carries no tool result yet, the answer
+// model. On a request that declares a shell tool the fake knows (Claude
+// Code's Bash, the Codex CLI's exec_command, shell or shell_command, Gemini
+// CLI's run_shell_command) and whose conversation carries no tool result
+// yet, the answer
 // is a call of that tool with a command that writes Output() into File and
 // prints it. Once a tool result is in the conversation, the answer is final
 // text: "The command printed <Output()>." when some tool result holds
@@ -66,12 +68,12 @@ func (a *Agent) Command() string {
 	return "printf '%s\\n' " + m + " | tr a-z A-Z > " + f + " && cat " + f
 }
 
-// AgentTools are the shell tools an Agent script knows, by the name the
+// agentTools are the shell tools an Agent script knows, by the name the
 // agent declares them under, each with how its arguments carry a command:
 // Claude Code's Bash, the Codex CLI's exec_command (0.171.0), shell (an
 // argv array) and shell_command of older Codex versions, and Gemini CLI's
 // run_shell_command.
-var AgentTools = map[string]func(command string) string{
+var agentTools = map[string]func(command string) string{
 	"Bash": func(c string) string {
 		return argsJSON(map[string]any{"command": c, "description": "Write the marker file"})
 	},
@@ -116,7 +118,7 @@ func sentence(text string) []string {
 // tool the script knows.
 func (a *Agent) script(t turn) (p plan, name, args string, ok bool) {
 	for _, tool := range t.tools {
-		makeArgs, known := AgentTools[tool]
+		makeArgs, known := agentTools[tool]
 		if !known {
 			continue
 		}
