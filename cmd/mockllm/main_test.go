@@ -16,17 +16,23 @@ import (
 // still gets the whole body.
 func TestRequestLog(t *testing.T) {
 	var out bytes.Buffer
-	fake := &fakellm.Server{}
+	fake := &fakellm.Server{Behavior: fakellm.Behavior{Chunks: 2}}
 	ts := httptest.NewServer(&requestLog{next: fake, out: &out})
 	defer ts.Close()
 
+	var got []string
 	for _, body := range []string{`{"model":"m","stream":true,"input":"hi there"}`, `not json`} {
 		res, err := http.Post(ts.URL+"/v1/responses", "application/json", strings.NewReader(body))
 		if err != nil {
 			t.Fatal(err)
 		}
-		io.Copy(io.Discard, res.Body)
+		b, _ := io.ReadAll(res.Body)
 		res.Body.Close()
+		got = append(got, string(b))
+	}
+	// The stream went through the log's writer whole.
+	if !strings.Contains(got[0], "event: response.completed") {
+		t.Errorf("the stream through the log: %s", got[0])
 	}
 	if reqs := fake.Requests(); len(reqs) != 2 || string(reqs[0].Body) != `{"model":"m","stream":true,"input":"hi there"}` {
 		t.Fatalf("the fake got %+v", reqs)
@@ -38,16 +44,18 @@ func TestRequestLog(t *testing.T) {
 	var first, second struct {
 		Method, Path, Model string
 		Stream              bool
+		Status              int
 		Body                json.RawMessage
 	}
 	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
 		t.Fatal(err)
 	}
-	if first.Method != "POST" || first.Path != "/v1/responses" || first.Model != "m" || !first.Stream || string(first.Body) != `{"model":"m","stream":true,"input":"hi there"}` {
+	if first.Method != "POST" || first.Path != "/v1/responses" || first.Model != "m" || !first.Stream || first.Status != 200 ||
+		string(first.Body) != `{"model":"m","stream":true,"input":"hi there"}` {
 		t.Errorf("first line %s", lines[0])
 	}
-	// A body that is not JSON is kept as a string.
-	if err := json.Unmarshal([]byte(lines[1]), &second); err != nil || string(second.Body) != `"not json"` {
+	// A body that is not JSON is kept as a string, with the error it got.
+	if err := json.Unmarshal([]byte(lines[1]), &second); err != nil || string(second.Body) != `"not json"` || second.Status != 400 {
 		t.Errorf("second line %s (%v)", lines[1], err)
 	}
 }
