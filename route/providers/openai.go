@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"unicode/utf8"
 
@@ -447,13 +448,19 @@ func rawString(v json.RawMessage) string {
 
 // Redo sends a Responses call again as a chat completion when an auto
 // upstream answered 404 or 405 on /responses, and remembers that it lacks
-// the Responses API. A 404 that says the model does not exist is the
-// client's answer, not a missing endpoint.
+// the Responses API. A 404 of the Responses API itself, about the model or
+// a previous_response_id it does not know, names the code or the parameter
+// (OpenAI's "model_not_found", "previous_response_not_found"): that is the
+// client's answer, not a missing endpoint, whose 404 says no more than Not
+// Found or Invalid URL.
 func (o *OpenAI) Redo(x *route.Exchange, status int, body []byte) bool {
 	if x.Endpoint != llm.EndpointResponses || x.Translated || o.Responses != ResponsesAuto {
 		return false
 	}
-	if status != http.StatusNotFound && status != http.StatusMethodNotAllowed || o.Error(x, status, body).Code == "model_not_found" {
+	if status != http.StatusNotFound && status != http.StatusMethodNotAllowed {
+		return false
+	}
+	if e := o.Error(x, status, body); e.Param != "" || e.Code != "" && strings.Trim(e.Code, "0123456789") != "" {
 		return false
 	}
 	if o.chatOnly.CompareAndSwap(false, true) {

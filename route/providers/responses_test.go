@@ -160,6 +160,7 @@ func TestOpenAIResponsesRedo(t *testing.T) {
 	}
 	notFound := []byte(`{"error":{"message":"Invalid URL (POST /v1/responses)","type":"invalid_request_error","code":null}}`)
 	noModel := []byte(`{"error":{"message":"The model 'm' does not exist","type":"invalid_request_error","code":"model_not_found"}}`)
+	noPrevious := []byte(`{"error":{"message":"Previous response with id 'resp_abc' not found.","type":"invalid_request_error","param":"previous_response_id","code":"previous_response_not_found"}}`)
 
 	o := provisionedOpenAI(t, "")
 	if o.Responses != ResponsesAuto {
@@ -171,7 +172,7 @@ func TestOpenAIResponsesRedo(t *testing.T) {
 	if p := path(o, x); p != "/responses" || x.Translated {
 		t.Errorf("auto, first: %s, translated %v", p, x.Translated)
 	}
-	if o.Redo(x, 404, noModel) || o.Redo(x, 400, notFound) || o.Redo(exchange(t, llm.EndpointChat, `{"model":"m"}`, ""), 404, notFound) {
+	if o.Redo(x, 404, noModel) || o.Redo(x, 404, noPrevious) || o.Redo(x, 400, notFound) || o.Redo(exchange(t, llm.EndpointChat, `{"model":"m"}`, ""), 404, notFound) {
 		t.Error("redone for an unknown model, a 400 or a chat call")
 	}
 	if !o.Redo(x, 405, notFound) {
@@ -188,6 +189,13 @@ func TestOpenAIResponsesRedo(t *testing.T) {
 	}
 	if x := newX(); !o.Redo(x, 404, notFound) || logs.Len() != 1 || !strings.Contains(logs.All()[0].Message, "no Responses API") {
 		t.Errorf("a call sent before the fallback is redone, and the fallback logged once: %v", logs.All())
+	}
+
+	// A 404 from FastAPI (vLLM), from Go's mux, from llama.cpp.
+	for _, body := range []string{`{"detail":"Not Found"}`, "404 page not found\n", `{"error":{"code":404,"message":"File Not Found","type":"not_found_error"}}`} {
+		if !provisionedOpenAI(t, "").Redo(newX(), 404, []byte(body)) {
+			t.Errorf("a 404 %s on /responses was not redone", body)
+		}
 	}
 
 	native := provisionedOpenAI(t, ResponsesNative)
