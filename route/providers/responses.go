@@ -49,10 +49,10 @@ func responsesResponse(body []byte) ([]byte, *llm.Usage, error) {
 
 // responsesStream relays an upstream's Responses event stream as it came,
 // reading the usage from its final event (response.completed or
-// response.incomplete), which ends it. The upstream's own failure
-// (response.failed, or an error event) is the stream breaking: before the
-// answer's first content another upstream is tried, after it the client's
-// stream is cut with ErrorEvent.
+// response.incomplete), which ends it. The upstream's own failure (an error
+// event, response.failed) before the answer's first content is a broken
+// stream, which another upstream may serve; after it, the client gets the
+// upstream's failure events as they came, and the stream counts as cut.
 type responsesStream struct {
 	events  *sse.Reader
 	seq     int // the events relayed: the next event's sequence number
@@ -60,6 +60,10 @@ type responsesStream struct {
 	model   string
 	created int64
 	content bool // an event had content: every later one counts
+	// errorSent and failedSent say the upstream's error event and
+	// response.failed reached the client, so ErrorEvent need not say it
+	// again.
+	errorSent, failedSent bool
 }
 
 func newResponsesStream(body io.Reader) *responsesStream {
@@ -89,7 +93,20 @@ func (s *responsesStream) Next() (route.StreamEvent, error) {
 		s.created = createdOf(ev.Data, &s.id, &s.model)
 	case "response.queued", "response.in_progress":
 	case "error", "response.failed":
-		return route.StreamEvent{}, fmt.Errorf("the upstream failed the response (%s): %.300s", typ, ev.Data)
+		failure := fmt.Errorf("the upstream failed the response (%s): %.300s", typ, ev.Data)
+		if !s.content {
+			return route.StreamEvent{}, failure
+		}
+		s.seq++
+		out.Content = true
+		if typ[0] == 'e' {
+			// response.failed follows, or the stream ends.
+			s.errorSent = true
+			return out, nil
+		}
+		s.failedSent = true
+		out.Usage, _ = responses.Usage(ev.Data)
+		return out, failure
 	case "response.completed", "response.incomplete":
 		usage, err := responses.Usage(ev.Data)
 		if err != nil {
@@ -106,14 +123,22 @@ func (s *responsesStream) Next() (route.StreamEvent, error) {
 }
 
 // ErrorEvent ends a cut stream as the Responses API ends a failed one: an
-// error event, then response.failed, numbered after the upstream's events.
+// error event, then response.failed, numbered after the upstream's events,
+// or what of them the upstream did not send itself.
 func (s *responsesStream) ErrorEvent(e *llm.Error) []byte {
+	if s.failedSent {
+		return nil
+	}
 	code := e.Code
 	if code == "" {
 		code = "server_error"
 	}
-	dst := wire.AppendJSONEvent(nil, "error", errorEvent{Type: "error", SequenceNumber: s.seq, Code: code, Message: e.Message})
-	failed := failedEvent{Type: "response.failed", SequenceNumber: s.seq + 1}
+	var dst []byte
+	if !s.errorSent {
+		dst = wire.AppendJSONEvent(dst, "error", errorEvent{Type: "error", SequenceNumber: s.seq, Code: code, Message: e.Message})
+		s.seq++
+	}
+	failed := failedEvent{Type: "response.failed", SequenceNumber: s.seq}
 	failed.Response.ID, failed.Response.Object, failed.Response.CreatedAt = s.id, "response", s.created
 	failed.Response.Status, failed.Response.Model, failed.Response.Output = "failed", s.model, []struct{}{}
 	failed.Response.Error.Code, failed.Response.Error.Message = code, e.Message

@@ -74,49 +74,71 @@ func TestResponsesStream(t *testing.T) {
 	}
 }
 
-// A stream that stops before its final event, or in which the upstream
-// reports a failure, is broken; the event that ends the client's stream
-// then goes on from the upstream's numbering, in the Responses API's
-// shapes.
+// A stream that stops before its final event is cut: the events that end
+// the client's stream go on from the upstream's numbering, in the
+// Responses API's shapes. A failure the upstream reports after the answer
+// started reaches the client as it came (and ErrorEvent adds only what it
+// lacks); one before the answer started is relayed not at all, so that
+// another upstream may serve the call.
 func TestResponsesStreamBroken(t *testing.T) {
-	for name, tail := range map[string]string{
-		"cut":    "",
-		"error":  responsesEvent("error", `{"type":"error","sequence_number":3,"code":"server_error","message":"boom"}`),
-		"failed": responsesEvent("response.failed", `{"type":"response.failed","sequence_number":3,"response":{"id":"resp_1","status":"failed","error":{"code":"server_error","message":"boom"}}}`),
+	upstreamError := responsesEvent("error", `{"type":"error","sequence_number":3,"code":"server_error","message":"boom"}`)
+	upstreamFailed := responsesEvent("response.failed", `{"type":"response.failed","sequence_number":4,"response":{"id":"resp_1","status":"failed","error":{"code":"server_error","message":"boom"},"usage":{"input_tokens":7,"output_tokens":1,"total_tokens":8}}}`)
+	e := llm.Errorf(http.StatusBadGateway, llm.TypeUpstream, "upstream_stream_broken", "the upstream broke off its stream")
+	for _, tc := range []struct {
+		name, tail string
+		want       []string // the events ErrorEvent writes
+		seq        int      // the first one's sequence number
+		usage      bool
+	}{
+		{"cut", "", []string{"error", "response.failed"}, 3, false},
+		{"error", upstreamError, []string{"response.failed"}, 4, false},
+		{"error and failed", upstreamError + upstreamFailed, nil, 0, true},
 	} {
-		s := newResponsesStream(strings.NewReader(respCreated + respProgress + respAdded + tail))
-		_, _, err := drain(s)
-		if err == nil || err == io.EOF || (name == "cut") != errors.Is(err, io.ErrUnexpectedEOF) {
-			t.Errorf("%s: %v", name, err)
+		upstream := respCreated + respProgress + respAdded + tc.tail
+		s := newResponsesStream(strings.NewReader(upstream))
+		out, usage, err := drain(s)
+		if err == nil || err == io.EOF || tc.usage == errors.Is(err, io.ErrUnexpectedEOF) {
+			t.Errorf("%s: %v", tc.name, err)
 		}
-		e := llm.Errorf(http.StatusBadGateway, llm.TypeUpstream, "upstream_stream_broken", "the upstream broke off its stream")
-		events := strings.Split(strings.TrimSuffix(string(s.ErrorEvent(e)), "\n\n"), "\n\n")
-		if len(events) != 2 || !strings.HasPrefix(events[0], "event: error\ndata: ") || !strings.HasPrefix(events[1], "event: response.failed\ndata: ") {
-			t.Fatalf("%s: error events %q", name, events)
+		if out != upstream || (usage != nil) != tc.usage {
+			t.Errorf("%s: relayed %q, usage %v", tc.name, out, usage)
 		}
-		var errEv struct {
-			Type           string `json:"type"`
-			SequenceNumber int    `json:"sequence_number"`
-			Code, Message  string
-		}
-		var failed struct {
-			SequenceNumber int `json:"sequence_number"`
-			Response       struct {
-				ID, Status, Model string
-				Error             struct{ Code, Message string }
+		end := string(s.ErrorEvent(e))
+		var names []string
+		for n, ev := range strings.Split(strings.TrimSuffix(end, "\n\n"), "\n\n") {
+			if ev == "" {
+				continue
+			}
+			name, data, _ := strings.Cut(strings.TrimPrefix(ev, "event: "), "\ndata: ")
+			names = append(names, name)
+			var got struct {
+				Type           string `json:"type"`
+				SequenceNumber int    `json:"sequence_number"`
+				Code           string `json:"code"`
+				Response       struct {
+					ID, Status, Model string
+					Error             struct{ Code string }
+				}
+			}
+			if err := json.Unmarshal([]byte(data), &got); err != nil {
+				t.Fatalf("%s: %q: %v", tc.name, ev, err)
+			}
+			if want := tc.seq + n; got.Type != name || got.SequenceNumber != want {
+				t.Errorf("%s: %s has sequence_number %d, want %d", tc.name, name, got.SequenceNumber, want)
+			}
+			if name == "error" && got.Code != "upstream_stream_broken" ||
+				name == "response.failed" && (got.Response.ID != "resp_1" || got.Response.Status != "failed" || got.Response.Model != "gpt-5" || got.Response.Error.Code != "upstream_stream_broken") {
+				t.Errorf("%s: %s", tc.name, data)
 			}
 		}
-		if json.Unmarshal([]byte(strings.TrimPrefix(events[0], "event: error\ndata: ")), &errEv) != nil ||
-			json.Unmarshal([]byte(strings.TrimPrefix(events[1], "event: response.failed\ndata: ")), &failed) != nil {
-			t.Fatalf("%s: bad JSON in %q", name, events)
+		if !slices.Equal(names, tc.want) {
+			t.Errorf("%s: the stream's end is %v, want %v", tc.name, names, tc.want)
 		}
-		if errEv.Type != "error" || errEv.SequenceNumber != 3 || errEv.Code != "upstream_stream_broken" || errEv.Message != e.Message {
-			t.Errorf("%s: error event %+v", name, errEv)
-		}
-		if failed.SequenceNumber != 4 || failed.Response.ID != "resp_1" || failed.Response.Status != "failed" || failed.Response.Model != "gpt-5" ||
-			failed.Response.Error.Code != "upstream_stream_broken" {
-			t.Errorf("%s: response.failed %+v", name, failed)
-		}
+	}
+
+	s := newResponsesStream(strings.NewReader(respCreated + upstreamError))
+	if out, _, err := drain(s); err == nil || strings.Contains(out, "boom") {
+		t.Errorf("a failure before the answer: relayed %q, %v", out, err)
 	}
 }
 
