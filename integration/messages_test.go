@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 
@@ -33,6 +34,10 @@ const messagesSite = `:{PORT} {
 			key sk-msg-carol {
 				user carol
 				rpm 1
+			}
+			key sk-msg-dave {
+				user dave
+				tpm 1000
 			}
 		}
 	}
@@ -109,7 +114,7 @@ func TestMessages(t *testing.T) {
 				t.Errorf("usage %+v", msg.Usage)
 			}
 			r, _ := fake.LastRequest()
-			checkMessagesUpstream(t, model, r)
+			checkMessagesUpstream(t, model, r, "2099-01-01", "gateway-beta-1,client-beta-2")
 			records++
 			line := g.LastStats(t, records)
 			if line["api"] != "anthropic.messages" || line["endpoint"] != "messages" || line["usage_source"] != "upstream" ||
@@ -152,7 +157,7 @@ func TestMessages(t *testing.T) {
 				t.Errorf("message_start input %d, final usage %+v", startInput, acc.Usage)
 			}
 			r, _ = fake.LastRequest()
-			checkMessagesUpstream(t, model, r)
+			checkMessagesUpstream(t, model, r, "2099-01-01", "gateway-beta-1,client-beta-2")
 			records++
 			line = g.LastStats(t, records)
 			if line["api"] != "anthropic.messages" || line["usage_source"] != "upstream" || line["stream"] != true ||
@@ -196,7 +201,7 @@ func TestMessages(t *testing.T) {
 			if !strings.Contains(string(r.Body), "rain, 11C") || !strings.Contains(string(r.Body), "Lyon") {
 				t.Errorf("the tool turn did not reach the upstream: %s", r.Body)
 			}
-			checkMessagesUpstream(t, model, r)
+			checkMessagesUpstream(t, model, r, "2099-01-01", "gateway-beta-1,client-beta-2")
 			records += 2
 			if lines := g.StatsLines(t, records); len(lines) != records {
 				t.Errorf("%d records for %d calls", len(lines), records)
@@ -206,9 +211,10 @@ func TestMessages(t *testing.T) {
 }
 
 // checkMessagesUpstream asserts what reached the upstream of a Messages
-// call: its path and key, never the client's key, and for non-Anthropic
-// upstreams no cache_control.
-func checkMessagesUpstream(t *testing.T, model string, r fakellm.Request) {
+// call: its path and key, never the client's key; for Anthropic the
+// client's version and the merged beta flags, for the others no
+// cache_control and no Anthropic header.
+func checkMessagesUpstream(t *testing.T, model string, r fakellm.Request, version, beta string) {
 	t.Helper()
 	if !strings.HasPrefix(r.Path, messagesUpstream[model]) {
 		t.Errorf("upstream got %s", r.Path)
@@ -219,8 +225,7 @@ func checkMessagesUpstream(t *testing.T, model string, r fakellm.Request) {
 	}
 	switch model {
 	case "claude":
-		if r.Header.Get("x-api-key") != upstreamKey || r.Header.Get("anthropic-version") != "2099-01-01" ||
-			r.Header.Get("anthropic-beta") != "gateway-beta-1,client-beta-2" {
+		if r.Header.Get("x-api-key") != upstreamKey || r.Header.Get("anthropic-version") != version || r.Header.Get("anthropic-beta") != beta {
 			t.Errorf("anthropic headers %v", r.Header)
 		}
 		if !strings.Contains(string(r.Body), `"model":"claude-sonnet-4-5"`) {
@@ -315,13 +320,19 @@ func TestMessagesErrors(t *testing.T) {
 		{"model not allowed", "sk-msg-bob", "claude", 403, "permission_error"},
 		{"unknown model", "sk-msg-alice", "nope", 404, "not_found_error"},
 		{"rate limited", "sk-msg-carol", "claude", 429, "rate_limit_error"},
+		// The tpm reservation counts the Messages max_tokens.
+		{"over tpm", "sk-msg-dave", "claude", 429, "rate_limit_error"},
 	} {
 		if tc.status == 429 {
 			if status, out := rawMessages(t, g, tc.key, body(tc.model)); status != 200 {
 				t.Fatalf("carol's first call: %d %s", status, out)
 			}
 		}
-		status, out := rawMessages(t, g, tc.key, body(tc.model))
+		b := body(tc.model)
+		if tc.key == "sk-msg-dave" {
+			b = strings.Replace(b, `"max_tokens":16`, `"max_tokens":4000`, 1)
+		}
+		status, out := rawMessages(t, g, tc.key, b)
 		var e struct {
 			Type  string `json:"type"`
 			Error struct {
@@ -352,6 +363,53 @@ func TestMessagesErrors(t *testing.T) {
 		if status != 200 || !strings.Contains(out, "chunk1") || strings.Contains(out, "message_stop") ||
 			!strings.HasSuffix(out, "\n\n") || !strings.Contains(out[strings.LastIndex(out, "event: "):], `event: error`+"\n"+`data: {"type":"error","error":{"type":"api_error"`) {
 			t.Errorf("%s: cut stream %d:\n%s", model, status, out)
+		}
+	}
+}
+
+// TestMessagesClaudeCode sends what Claude Code sends (role "system"
+// messages, adaptive thinking, context_management, output_config, metadata,
+// deferred tools, cache_control on system and tool-result blocks, a
+// signed thinking block from an earlier turn) to each kind of upstream:
+// Anthropic gets it as it came, with only the model renamed; the others
+// get a clean translation, with no cache_control, signature or Anthropic-only
+// field.
+func TestMessagesClaudeCode(t *testing.T) {
+	fake := &fakellm.Server{APIKey: upstreamKey, Behavior: fakellm.Behavior{Chunks: 2}}
+	g := start(t, fake, messagesSite)
+	fixture, err := os.ReadFile("../wire/anthropic/testdata/request/claude_code.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, model := range []string{"claude", "gpt", "gemini"} {
+		var req map[string]any
+		if err := json.Unmarshal(fixture, &req); err != nil {
+			t.Fatal(err)
+		}
+		req["model"] = model
+		body, _ := json.Marshal(req)
+		status, out := rawMessages(t, g, "sk-msg-alice", string(body))
+		if status != 200 || !strings.Contains(out, "event: message_stop") || !strings.Contains(out, "chunk0") {
+			t.Errorf("%s: status %d:\n%s", model, status, out)
+		}
+		r, _ := fake.LastRequest()
+		checkMessagesUpstream(t, model, r, "2023-06-01", "gateway-beta-1")
+		up := string(r.Body)
+		if model == "claude" {
+			if want := strings.Replace(string(body), `"model":"claude"`, `"model":"claude-sonnet-4-5"`, 1); up != want {
+				t.Errorf("claude: the body was changed:\n%s\nwant\n%s", up, want)
+			}
+			continue
+		}
+		for _, gone := range []string{"c2lnbmF0dXJl", "defer_loading", "context_management", "output_config", "adaptive"} {
+			if strings.Contains(up, gone) {
+				t.Errorf("%s: %q reached the upstream: %s", model, gone, up)
+			}
+		}
+		for _, kept := range []string{"Answer in English.", "Work in /repo.", "go.mod", "Bash", "/done"} {
+			if !strings.Contains(up, kept) {
+				t.Errorf("%s: %q did not reach the upstream: %s", model, kept, up)
+			}
 		}
 	}
 }

@@ -43,10 +43,12 @@ type selfProber interface{ probesItself() }
 
 // Handler serves the OpenAI API: POST /v1/chat/completions, /v1/completions,
 // /v1/embeddings and /v1/responses, and GET /v1/models and
-// /v1/models/{model}. It finds the requested model in its catalogs,
+// /v1/models/{model}; and Anthropic's: POST /v1/messages and
+// /v1/messages/count_tokens. It finds the requested model in its catalogs,
 // forwards the call to one of the model's upstreams through the upstream's
 // provider, streams the answer back event by event, and records the model,
-// upstream and token usage in the request's llm.Call. Paths are matched by their ending, so the API can sit under any
+// upstream and token usage in the request's llm.Call. Paths are matched by
+// their ending, so the API can sit under any
 // prefix (/v1/chat/completions, /openai/v1/chat/completions, ...).
 //
 // It sets these placeholders (with llm_auth and llm_stats, see their docs):
@@ -175,8 +177,8 @@ func (h *Handler) model(name string) *Model {
 }
 
 // ServeHTTP serves one API call. Every error is written to the client as
-// an OpenAI-style JSON error, so it returns nil except for write failures
-// Caddy should know of.
+// a JSON error in its API's format (llm.Error.Write), so it returns nil
+// except for write failures Caddy should know of.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.Handler) error {
 	call := llm.CallFrom(r)
 	path := strings.TrimRight(r.URL.Path, "/")

@@ -137,7 +137,9 @@ func countTokens(x *route.Exchange) (body []byte, header http.Header, ok bool, e
 	body, _ = json.Marshal(struct {
 		InputTokens int `json:"input_tokens"`
 	}{n})
-	return body, http.Header{TokenCountHeader: {"estimated"}}, true, nil
+	header = http.Header{}
+	header.Set(TokenCountHeader, "estimated")
+	return body, header, true, nil
 }
 
 // anthropicStreamError is the event: error that ends a broken Messages
