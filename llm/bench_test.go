@@ -1,6 +1,8 @@
 package llm
 
 import (
+	"bytes"
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -26,6 +28,40 @@ func BenchmarkScopeAllows(b *testing.B) {
 	for b.Loop() {
 		if !s.Allows("meta-llama/Llama-3.1-8B-Instruct") {
 			b.Fatal("not allowed")
+		}
+	}
+}
+
+// BenchmarkReadRequest is what every call pays first: the body read once
+// from the client and its top-level fields found without a full decode.
+func BenchmarkReadRequest(b *testing.B) {
+	b.ReportAllocs()
+	b.SetBytes(int64(len(benchBody)))
+	for b.Loop() {
+		r, _ := http.NewRequest(http.MethodPost, "/v1/chat/completions", bytes.NewReader(benchBody))
+		if _, e := ReadRequest(r, 0); e != nil {
+			b.Fatal(e)
+		}
+	}
+}
+
+// BenchmarkPatch is the passthrough path's only change to a body: the
+// upstream's model name in place of the client's, and usage asked for in
+// stream_options, in one copy.
+func BenchmarkPatch(b *testing.B) {
+	req, e := ParseRequest(benchBody)
+	if e != nil {
+		b.Fatal(e)
+	}
+	model := []byte(`"gpt-4o-mini-2024-07-18"`)
+	options := []byte(`,"stream_options":{"include_usage":true}`)
+	end := len(benchBody) - 1
+	b.ReportAllocs()
+	b.SetBytes(int64(len(benchBody)))
+	for b.Loop() {
+		out := Patch(req.Body, Edit{Span: req.ModelSpan, Value: model}, Edit{Span: Span{end, end}, Value: options})
+		if len(out) == 0 {
+			b.Fatal("empty body")
 		}
 	}
 }

@@ -21,14 +21,22 @@ import (
 // only moves bytes, reads usage and applies policy. A provider holds its own
 // options (an API version, a region) as module fields.
 type Provider interface {
-	// NewRequest returns the upstream HTTP request for one attempt. It must
-	// set the upstream's credentials and must not copy anything of the
-	// client's request but what the exchange carries.
+	// NewRequest returns the upstream HTTP request for one attempt, made
+	// with ctx. It must set the upstream's credentials (x.Upstream.Key())
+	// and must not copy anything of the client's request but what the
+	// exchange carries. An error (an endpoint it does not serve, a request
+	// it cannot translate) sends nothing: the attempt counts as
+	// request_failed, the next upstream is tried, and if none is left the
+	// client gets 502 upstream_request_failed. The error is logged, never
+	// shown to the client.
 	NewRequest(ctx context.Context, x *Exchange) (*http.Request, error)
 
 	// Response turns a complete successful upstream response body into the
 	// body the client gets, and reads the call's usage (nil when the
-	// upstream reported none).
+	// upstream reported none). An error means the answer could not be read:
+	// the attempt counts as bad_response, against the upstream's health, and
+	// is retried elsewhere like a server error (502 bad_upstream_response
+	// when none is left).
 	Response(x *Exchange, body []byte) (out []byte, usage *llm.Usage, err error)
 
 	// Stream wraps a successful streamed upstream response body. A stream

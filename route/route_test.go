@@ -152,7 +152,7 @@ func TestCaddyfileErrors(t *testing.T) {
 			model m {
 				upstream nosuch http://x
 			}
-		}`, "unknown provider 'nosuch'; known providers: anthropic, azure, gemini, openai, at Testfile:3"},
+		}`, "unknown provider 'nosuch'; known providers: anthropic, azure, gemini, openai, parrot, at Testfile:3"}, // parrot: ExampleProvider's
 		{`llm_route {
 			model m {
 				upstream openai

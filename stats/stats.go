@@ -63,6 +63,10 @@ type BatchRecorder interface {
 	// Batch returns the largest batch and how long the first record of a
 	// batch may wait for more.
 	Batch() (size int, interval time.Duration)
+	// RecordBatch writes the calls. An error counts every one of them as
+	// failed (as dropped, when it wraps ErrDropped); the host does not
+	// retry, so a recorder that must not lose records retries or spools
+	// them itself.
 	RecordBatch(ctx context.Context, calls []llm.Call) error
 }
 

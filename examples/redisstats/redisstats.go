@@ -4,13 +4,12 @@
 package redisstats
 
 import (
+	"cmp"
 	"context"
-	"fmt"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
-	"github.com/redis/go-redis/v9"
 
+	"github.com/llmoneapi/llmoneapi/guest"
 	"github.com/llmoneapi/llmoneapi/llm"
 	"github.com/llmoneapi/llmoneapi/stats"
 )
@@ -18,14 +17,16 @@ import (
 func init() { caddy.RegisterModule(RedisStats{}) }
 
 // RedisStats does HINCRBY on <prefix><model>:<user>, fields total_requests
-// and total_tokens. Caddyfile, inside llm_stats: `redisstats <url> [<prefix>]`.
+// and total_tokens. Caddyfile, inside llm_stats: `redisstats <url> [<prefix>]`
+// (read by the host from the field tags).
 type RedisStats struct {
-	// URL is the Redis server, e.g. redis://127.0.0.1:6379/0.
-	URL string `json:"url"`
+	// The Redis server (url), with its client. Provision and Cleanup come
+	// with it: it checks the URL at load, does not wait for Redis
+	// (statistics must not keep the gateway from starting), shares the
+	// client across reloads and lets go of it.
+	guest.Redis
 	// Prefix starts every key. Default: "stats:".
-	Prefix string `json:"prefix,omitempty"`
-
-	client *redis.Client
+	Prefix string `json:"prefix,omitempty" caddyfile:"arg"`
 }
 
 // CaddyModule returns the Caddy module information.
@@ -33,60 +34,18 @@ func (RedisStats) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{ID: "llm.stats.redisstats", New: func() caddy.Module { return new(RedisStats) }}
 }
 
-// Provision checks the URL. It does not wait for Redis: statistics must not
-// keep the gateway from starting, and go-redis connects when first used.
-func (r *RedisStats) Provision(caddy.Context) error {
-	opts, err := redis.ParseURL(r.URL)
-	if err != nil {
-		return fmt.Errorf("redisstats: url: %w", err)
-	}
-	if r.Prefix == "" {
-		r.Prefix = "stats:"
-	}
-	r.client = redis.NewClient(opts)
-	return nil
-}
-
 // Record runs on the recorder's own worker, never on the request's path.
 func (r *RedisStats) Record(ctx context.Context, c llm.Call) error {
-	user := ""
+	var user string
 	if c.Identity != nil {
 		user = c.Identity.User
 	}
-	key := r.Prefix + c.Model + ":" + user
-	pipe := r.client.Pipeline() // one round trip for both fields
+	key := cmp.Or(r.Prefix, "stats:") + c.Model + ":" + user
+	pipe := r.Client.Pipeline() // one round trip for both fields
 	pipe.HIncrBy(ctx, key, "total_requests", 1)
 	pipe.HIncrBy(ctx, key, "total_tokens", c.Usage.TotalTokens)
 	_, err := pipe.Exec(ctx)
 	return err
 }
 
-// Cleanup closes the client; a Record after it fails with redis.ErrClosed.
-func (r *RedisStats) Cleanup() error {
-	if r.client == nil {
-		return nil
-	}
-	return r.client.Close()
-}
-
-// UnmarshalCaddyfile reads `redisstats <url> [<prefix>]`.
-func (r *RedisStats) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // the module's name
-	args := d.RemainingArgs()
-	if len(args) == 0 || len(args) > 2 || d.NextBlock(0) {
-		return d.Err("syntax: redisstats <url> [<prefix>]")
-	}
-	r.URL = args[0]
-	if len(args) == 2 {
-		r.Prefix = args[1]
-	}
-	return nil
-}
-
-// Interface guards
-var (
-	_ stats.Recorder        = (*RedisStats)(nil)
-	_ caddy.Provisioner     = (*RedisStats)(nil)
-	_ caddy.CleanerUpper    = (*RedisStats)(nil)
-	_ caddyfile.Unmarshaler = (*RedisStats)(nil)
-)
+var _ stats.Recorder = (*RedisStats)(nil)

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/openai/openai-go/v3"
 	"github.com/redis/go-redis/v9"
 
@@ -145,16 +145,42 @@ func TestRecordAfterCleanupFails(t *testing.T) {
 }
 
 func TestWrongConfigFailsAtLoad(t *testing.T) {
-	ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
-	defer cancel()
-	if _, err := ctx.LoadModuleByID("llm.stats.redisstats", json.RawMessage(`{"url":"http://example.com"}`)); err == nil || !strings.Contains(err.Error(), "redisstats: url") {
-		t.Errorf("a URL that is not Redis's: got %v, want an error naming redisstats and url", err)
+	for config, want := range map[string]string{
+		`{"url":"http://example.com"}`: "redis URL 'http://example.com'",
+		`{}`:                           "no Redis url given",
+	} {
+		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
+		_, err := ctx.LoadModuleByID("llm.stats.redisstats", json.RawMessage(config))
+		cancel()
+		if err == nil || !strings.Contains(err.Error(), "llm.stats.redisstats") || !strings.Contains(err.Error(), want) {
+			t.Errorf("config %s: got %v, want an error naming the module and %q", config, err, want)
+		}
 	}
-	for _, in := range []string{"redisstats", "redisstats a b c", "redisstats redis://x {\n\tprefix p\n}"} {
-		mod, _ := caddy.GetModule("llm.stats.redisstats")
-		err := mod.New().(caddyfile.Unmarshaler).UnmarshalCaddyfile(caddyfile.NewTestDispenser(in))
-		if err == nil || !strings.Contains(err.Error(), "redisstats <url> [<prefix>]") {
-			t.Errorf("Caddyfile %q: got %v, want the syntax in the error", in, err)
+}
+
+// The host reads the Caddyfile into the module's fields: arguments, or a
+// block, and errors with the syntax.
+func TestCaddyfile(t *testing.T) {
+	adapt := func(in string) (string, error) {
+		out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(":8080 {\n\tllm_stats {\n"+in+"\n\t}\n}"), nil)
+		return string(out), err
+	}
+	for in, want := range map[string]string{
+		"redisstats redis://r:6379/1 gw:":            `{"prefix":"gw:","recorder":"redisstats","url":"redis://r:6379/1"}`,
+		"redisstats redis://r:6379/1 {\nprefix p\n}": `{"prefix":"p","recorder":"redisstats","url":"redis://r:6379/1"}`,
+		"redisstats {\nurl {env.REDIS_URL}\n}":       `{"recorder":"redisstats","url":"{env.REDIS_URL}"}`,
+	} {
+		out, err := adapt(in)
+		if err != nil || !strings.Contains(out, want) {
+			t.Errorf("Caddyfile %q: got %s, %v; want %s", in, out, err, want)
+		}
+	}
+	for in, want := range map[string]string{
+		"redisstats a b c":                   "redisstats takes the arguments [<url>] [<prefix>], not 'c'",
+		"redisstats redis://x {\nprefx p\n}": "unknown redisstats subdirective 'prefx'; it takes prefix, url",
+	} {
+		if _, err := adapt(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Caddyfile %q: got %v, want %q", in, err, want)
 		}
 	}
 }

@@ -10,7 +10,6 @@ import (
 	"fmt"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	_ "modernc.org/sqlite" // the pure-Go "sqlite" driver
 
 	"github.com/llmoneapi/llmoneapi/auth"
@@ -20,10 +19,11 @@ import (
 func init() { caddy.RegisterModule(SQLiteKeys{}) }
 
 // SQLiteKeys authenticates keys found in the api_keys table of an SQLite
-// file. Caddyfile, inside llm_auth: `sqlitekeys <path>`.
+// file. Caddyfile, inside llm_auth: `sqlitekeys <path>` (read by the host
+// from the field tags).
 type SQLiteKeys struct {
-	// Path is the SQLite file holding the api_keys table.
-	Path string `json:"path"`
+	// Path is the SQLite file holding the api_keys table. Required.
+	Path string `json:"path" caddyfile:"arg"`
 
 	db *sql.DB
 }
@@ -35,17 +35,15 @@ func (SQLiteKeys) CaddyModule() caddy.ModuleInfo {
 
 // Provision opens the file read-only and checks that the table is there,
 // so that a wrong path fails the config at load, not the first request.
-func (s *SQLiteKeys) Provision(ctx caddy.Context) error {
+func (s *SQLiteKeys) Provision(ctx caddy.Context) (err error) {
 	if s.Path == "" {
-		return errors.New("sqlitekeys: path is required")
+		return errors.New("path is required")
 	}
-	db, err := sql.Open("sqlite", "file:"+s.Path+"?mode=ro&_pragma=busy_timeout(5000)")
+	if s.db, err = sql.Open("sqlite", "file:"+s.Path+"?mode=ro"); err == nil {
+		_, err = s.db.ExecContext(ctx, "SELECT key, user_id, active FROM api_keys LIMIT 0")
+	}
 	if err != nil {
-		return fmt.Errorf("sqlitekeys: %w", err)
-	}
-	s.db = db // Caddy calls Cleanup also when Provision fails
-	if _, err := db.ExecContext(ctx, "SELECT key, user_id, active FROM api_keys LIMIT 0"); err != nil {
-		return fmt.Errorf("sqlitekeys: reading the api_keys table of '%s': %w", s.Path, err)
+		return fmt.Errorf("reading the api_keys table of '%s': %w", s.Path, err)
 	}
 	return nil
 }
@@ -60,7 +58,7 @@ func (s *SQLiteKeys) Authenticate(ctx context.Context, key string) (*llm.Identit
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, nil
 	case err != nil:
-		return nil, fmt.Errorf("sqlitekeys: %w", err)
+		return nil, err
 	case !active:
 		return nil, &auth.Refusal{Code: "api_key_disabled", Reason: "the API key of user '" + user + "' is disabled"}
 	}
@@ -68,7 +66,7 @@ func (s *SQLiteKeys) Authenticate(ctx context.Context, key string) (*llm.Identit
 	return &llm.Identity{User: user, KeyID: user}, nil
 }
 
-// Cleanup closes the database.
+// Cleanup closes the database; Caddy calls it also when Provision failed.
 func (s *SQLiteKeys) Cleanup() error {
 	if s.db == nil {
 		return nil
@@ -76,19 +74,4 @@ func (s *SQLiteKeys) Cleanup() error {
 	return s.db.Close()
 }
 
-// UnmarshalCaddyfile reads `sqlitekeys <path>`.
-func (s *SQLiteKeys) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
-	d.Next() // the module's name
-	if !d.AllArgs(&s.Path) || d.NextBlock(0) {
-		return d.Err("sqlitekeys takes one argument, the SQLite file's path: sqlitekeys <path>")
-	}
-	return nil
-}
-
-// Interface guards
-var (
-	_ auth.Authenticator    = (*SQLiteKeys)(nil)
-	_ caddy.Provisioner     = (*SQLiteKeys)(nil)
-	_ caddy.CleanerUpper    = (*SQLiteKeys)(nil)
-	_ caddyfile.Unmarshaler = (*SQLiteKeys)(nil)
-)
+var _ auth.Authenticator = (*SQLiteKeys)(nil)

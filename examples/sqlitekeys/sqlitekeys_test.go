@@ -11,7 +11,7 @@ import (
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
-	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/openai/openai-go/v3"
 
 	_ "github.com/llmoneapi/llmoneapi/examples/sqlitekeys"
@@ -146,11 +146,27 @@ func TestWrongConfigFailsAtLoad(t *testing.T) {
 		}
 	}
 
-	for _, in := range []string{"sqlitekeys", "sqlitekeys a.db b.db", "sqlitekeys a.db {\n\tpath b.db\n}"} {
-		mod, _ := caddy.GetModule("llm.auth.sqlitekeys")
-		u := mod.New().(caddyfile.Unmarshaler)
-		if err := u.UnmarshalCaddyfile(caddyfile.NewTestDispenser(in)); err == nil || !strings.Contains(err.Error(), "sqlitekeys <path>") {
-			t.Errorf("Caddyfile %q: got %v, want the syntax in the error", in, err)
+}
+
+// The host reads the Caddyfile into the module's fields, and errors with
+// the syntax.
+func TestCaddyfile(t *testing.T) {
+	adapt := func(in string) (string, error) {
+		out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(":8080 {\n\tllm_auth {\n"+in+"\n\t}\n}"), nil)
+		return string(out), err
+	}
+	for _, in := range []string{"sqlitekeys /var/keys.db", "sqlitekeys {\npath /var/keys.db\n}"} {
+		if out, err := adapt(in); err != nil || !strings.Contains(out, `{"path":"/var/keys.db","source":"sqlitekeys"}`) {
+			t.Errorf("Caddyfile %q: got %s, %v", in, out, err)
+		}
+	}
+	for in, want := range map[string]string{
+		"sqlitekeys a.db b.db":            "sqlitekeys takes the arguments [<path>], not 'b.db'",
+		"sqlitekeys a.db {\npath b.db\n}": "sqlitekeys: 'path' is given twice",
+		"sqlitekeys {\ntable t\n}":        "unknown sqlitekeys subdirective 'table'; it takes path",
+	} {
+		if _, err := adapt(in); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("Caddyfile %q: got %v, want %q", in, err, want)
 		}
 	}
 }

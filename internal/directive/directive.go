@@ -10,6 +10,8 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 	"github.com/dustin/go-humanize"
+
+	"github.com/llmoneapi/llmoneapi/guest"
 )
 
 // Size parses the one argument of the subdirective d is on as a size in
@@ -30,14 +32,22 @@ func Size(d *caddyfile.Dispenser) (int64, error) {
 // Guest parses the subdirective d is on as the guest module it names, in
 // namespace ns, and returns the module and its JSON with the module's name
 // under inlineKey. kind says what the namespace holds ("authenticator"),
-// for the error a subdirective that names no module gets.
-func Guest(d *caddyfile.Dispenser, host, ns, inlineKey, kind string) (caddyfile.Unmarshaler, json.RawMessage, error) {
+// for the error a subdirective that names no module gets. A module without
+// an UnmarshalCaddyfile method of its own is read by its config fields'
+// JSON names (guest.UnmarshalCaddyfile).
+func Guest(d *caddyfile.Dispenser, host, ns, inlineKey, kind string) (caddy.Module, json.RawMessage, error) {
 	name := d.Val()
 	id := ns + "." + name
-	if _, err := caddy.GetModule(id); err != nil {
+	info, err := caddy.GetModule(id)
+	if err != nil {
 		return nil, nil, d.Errf("unknown %s subdirective '%s': it is not an option, and no %s module %s is installed", host, name, kind, id)
 	}
-	mod, err := caddyfile.UnmarshalModule(d, id)
+	mod := info.New()
+	if unm, ok := mod.(caddyfile.Unmarshaler); ok {
+		err = unm.UnmarshalCaddyfile(d.NewFromNextSegment())
+	} else {
+		err = guest.UnmarshalCaddyfile(d.NewFromNextSegment(), mod)
+	}
 	if err != nil {
 		return nil, nil, err
 	}

@@ -47,3 +47,32 @@ func BenchmarkStream(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkResponse is an unstreamed answer's cost: usage read from an
+// OpenAI answer passed through, and each translated answer decoded and
+// re-encoded for an OpenAI client.
+func BenchmarkResponse(b *testing.B) {
+	chat, _ := llm.ParseRequest([]byte(`{"model":"m","messages":[]}`))
+	for _, bc := range []struct{ name, provider, fixture string }{
+		{"passthrough/openai", `{"name":"openai"}`, "../../wire/openai/testdata/response/tool_calls.json"},
+		{"translated/anthropic", `{"name":"anthropic"}`, "../../wire/anthropic/testdata/response/tool_use.json"},
+		{"translated/gemini", `{"name":"gemini"}`, "../../wire/gemini/testdata/response/function_call.json"},
+	} {
+		body, err := os.ReadFile(bc.fixture)
+		if err != nil {
+			b.Fatal(err)
+		}
+		u := upstream(b, bc.provider, "http://127.0.0.1:1")
+		p, _ := u.Provider()
+		x := &route.Exchange{Endpoint: llm.EndpointChat, Request: chat, Upstream: u, Model: "m"}
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				if _, usage, err := p.Response(x, body); err != nil || usage == nil {
+					b.Fatal(err, usage)
+				}
+			}
+		})
+	}
+}
