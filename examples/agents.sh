@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Coding agents end to end, run by .ci/run: the real Claude Code and Codex
 # CLI, pinned, each driven through the gateway to an OpenAI-style, an
-# Anthropic and a Gemini upstream (all the fake provider, cmd/mockllm -agent,
-# which scripts one shell tool call and then an answer quoting its output).
+# Anthropic and a Gemini upstream, and an OpenAI-compatible one that speaks
+# chat completions only (all the fake provider, cmd/mockllm -agent, which
+# scripts one shell tool call and then an answer quoting its output).
 # For every pair it checks that the agent's final answer quotes the marker,
 # that the command really ran (the file it writes holds the marker, and the
 # command's output reached the provider in the next request), and that the
@@ -11,7 +12,8 @@
 # Usage: examples/agents.sh <caddy binary built from this checkout>
 #
 #   AGENTS=claude,codex                    the agents to run
-#   AGENT_UPSTREAMS=openai,anthropic,gemini the upstream kinds to run them against
+#   AGENT_UPSTREAMS=openai,anthropic,gemini,chat
+#                                          the upstream kinds to run them against
 #   AGENTS_CACHE=~/.cache/llmoneapi-agents  where the npm packages are kept
 #   AGENTS_KEEP=1                           keep the run's directory (printed)
 #
@@ -25,7 +27,7 @@ cd "$(dirname "$0")/.."
 CLAUDE_CODE_VERSION=2.1.332
 CODEX_VERSION=0.171.0
 agents=${AGENTS:-claude,codex}
-upstreams=${AGENT_UPSTREAMS:-openai,anthropic,gemini}
+upstreams=${AGENT_UPSTREAMS:-openai,anthropic,gemini,chat}
 cache=${AGENTS_CACHE:-$HOME/.cache/llmoneapi-agents}
 
 case "$(uname -m)" in
@@ -66,7 +68,9 @@ freeport() {
 		(exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null || { echo "$p"; return; }
 	done
 }
-export AGENTS_DIR=$tmp GATEWAY_PORT=$(freeport) MOCK_PORT=$(freeport)
+export AGENTS_DIR=$tmp GATEWAY_PORT=$(freeport) MOCK_PORT=$(freeport) CHAT_MOCK_PORT=$(freeport)
+while [ "$MOCK_PORT" = "$GATEWAY_PORT" ]; do MOCK_PORT=$(freeport); done
+while [ "$CHAT_MOCK_PORT" = "$GATEWAY_PORT" ] || [ "$CHAT_MOCK_PORT" = "$MOCK_PORT" ]; do CHAT_MOCK_PORT=$(freeport); done
 export AGENTS_KEY=sk-agents-ci-$RANDOM$RANDOM UPSTREAM_KEY=sk-agents-upstream-$RANDOM$RANDOM
 # A marker of this run only, so no leftover file or log can pass for it.
 marker=run-$$-$RANDOM
@@ -74,18 +78,32 @@ want=$(tr a-z A-Z <<<"$marker")
 file=fakellm-agent.txt
 
 go build -o "$tmp/mockllm" ./cmd/mockllm
+# Both fake providers log to one file: the runs do not overlap.
 "$tmp/mockllm" -listen "127.0.0.1:$MOCK_PORT" -key "$UPSTREAM_KEY" -agent -agent-marker "$marker" -agent-file "$file" \
 	-requests "$tmp/upstream.jsonl" >"$tmp/mockllm.log" 2>&1 &
 pids+=($!)
+"$tmp/mockllm" -listen "127.0.0.1:$CHAT_MOCK_PORT" -key "$UPSTREAM_KEY" -agent -agent-marker "$marker" -agent-file "$file" \
+	-no-responses -requests "$tmp/upstream.jsonl" >>"$tmp/mockllm.log" 2>&1 &
+pids+=($!)
 touch "$tmp/upstream.jsonl" "$tmp/llm.log"
+# up <url> <key> waits for a server to answer GET <url> with the key.
+up() {
+	for _ in $(seq 1 100); do
+		curl -sf -o /dev/null "$1" -H "Authorization: Bearer $2" && return
+		sleep 0.1
+	done
+	curl -sf -o /dev/null "$1" -H "Authorization: Bearer $2"
+}
+for p in "$MOCK_PORT" "$CHAT_MOCK_PORT"; do
+	up "http://127.0.0.1:$p/v1/models" "$UPSTREAM_KEY" ||
+		{ echo "FAIL: the fake provider on port $p did not come up"; cat "$tmp/mockllm.log"; exit 1; }
+done
+# The provider's readiness probe is no request of an agent.
+: >"$tmp/upstream.jsonl"
 HOME="$tmp" XDG_DATA_HOME="$tmp" XDG_CONFIG_HOME="$tmp" "$caddy" run --config examples/agents/Caddyfile \
 	>"$tmp/caddy.log" 2>&1 &
 pids+=($!)
-for _ in $(seq 1 100); do
-	curl -sf -o /dev/null "http://127.0.0.1:$GATEWAY_PORT/v1/models" -H "Authorization: Bearer $AGENTS_KEY" && break
-	sleep 0.1
-done
-curl -sf -o /dev/null "http://127.0.0.1:$GATEWAY_PORT/v1/models" -H "Authorization: Bearer $AGENTS_KEY" ||
+up "http://127.0.0.1:$GATEWAY_PORT/v1/models" "$AGENTS_KEY" ||
 	{ echo "FAIL: the gateway did not come up"; tail -n 30 "$tmp/caddy.log"; exit 1; }
 echo "-- gateway on 127.0.0.1:$GATEWAY_PORT, fake provider on 127.0.0.1:$MOCK_PORT, marker $marker"
 
@@ -100,7 +118,7 @@ run_claude() { # <model> <home> <work> <out>
 		ANTHROPIC_DEFAULT_HAIKU_MODEL="$1" ANTHROPIC_SMALL_FAST_MODEL="$1" \
 		CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 DISABLE_AUTOUPDATER=1 DISABLE_TELEMETRY=1 \
 		DISABLE_ERROR_REPORTING=1 \
-		timeout 180 "$claude" -p "Write the marker file with your Bash tool, then say what it printed." \
+		timeout 60 "$claude" -p "Write the marker file with your Bash tool, then say what it printed." \
 		--model "$1" --output-format json --allowedTools Bash --no-session-persistence \
 		</dev/null >"$4" 2>"$4.err")
 }
@@ -124,7 +142,7 @@ wire_api = "responses"
 enabled = false
 TOML
 	(cd "$3" && "${clean_env[@]}" HOME="$2" CODEX_HOME="$2/codex" LLMONEAPI_KEY="$AGENTS_KEY" \
-		timeout 180 "$codex" exec --skip-git-repo-check --ephemeral -o "$4.last" \
+		timeout 60 "$codex" exec --skip-git-repo-check --ephemeral -o "$4.last" \
 		"Write the marker file with your shell tool, then say what it printed." \
 		</dev/null >"$4" 2>"$4.err")
 }
@@ -163,9 +181,11 @@ for agent in "${agent_list[@]}"; do
 
 		# What reached the fake provider during this run, and what the
 		# gateway recorded. Recorders write after the response: wait a little.
+		# A refused try the gateway answers itself (a chat-only upstream's 404
+		# on /responses, then chat completions) is part of one call.
 		tail -n +"$((seen_before + 1))" "$tmp/upstream.jsonl" >"$out.upstream"
-		calls=$(wc -l <"$out.upstream")
-		for _ in $(seq 1 30); do
+		calls=$(jq -s 'map(select(.status < 400)) | length' "$out.upstream")
+		for _ in $(seq 1 50); do
 			[ "$(($(wc -l <"$tmp/llm.log") - records_before))" -ge "$calls" ] && break
 			sleep 0.1
 		done
@@ -173,8 +193,8 @@ for agent in "${agent_list[@]}"; do
 		records=$(wc -l <"$out.records")
 		grep -qF "$want" "$out.upstream" ||
 			problems+=("no request to the provider carried the command's output")
-		[ "$calls" -ge 2 ] || problems+=("the provider saw $calls requests, want the tool call's and the answer's")
-		[ "$records" = "$calls" ] || problems+=("$records usage records for $calls upstream calls")
+		[ "$calls" -ge 2 ] || problems+=("the provider answered $calls requests, want the tool call's and the answer's")
+		[ "$records" = "$calls" ] || problems+=("$records usage records for $calls answered upstream calls")
 		bad=$(jq -c --arg api "$api" --arg model "$model" \
 			'select(.api != $api or .model != $model or .status != 200 or (.total_tokens // 0) <= 0)
 			| {api, model, status, total_tokens, error, error_code}' "$out.records" 2>&1 | head -n 3 | paste -sd ' ' || true)
@@ -182,7 +202,8 @@ for agent in "${agent_list[@]}"; do
 
 		if [ ${#problems[@]} = 0 ]; then
 			tokens=$(jq -s 'map(.total_tokens) | add' "$out.records")
-			echo "ok   $name: ${took}s, answer \"$answer\", $calls calls, $records records ($api, $tokens tokens)"
+			refused=$(jq -s 'map(select(.status >= 400)) | length' "$out.upstream")
+			echo "ok   $name: ${took}s, answer \"$answer\", $calls calls ($refused refused), $records records ($api, $tokens tokens)"
 			continue
 		fi
 		failures+=("$name")
@@ -191,10 +212,11 @@ for agent in "${agent_list[@]}"; do
 		echo "     --- agent output (last 40 lines of stderr, then stdout)"
 		tail -n 40 "$out.err" | sed 's/^/     | /'
 		tail -n 40 "$out" | sed 's/^/     | /'
-		echo "     --- what the provider saw (path, model)"
-		jq -r '"\(.method) \(.path) \(.model)"' "$out.upstream" | sed 's/^/     | /'
+		echo "     --- what the provider saw (method, path, model, status)"
+		jq -r '"\(.method) \(.path) \(.model) \(.status)"' "$out.upstream" | sed 's/^/     | /'
 		echo "     --- records"; jq -c '{api, model, status, error, error_code, total_tokens}' "$out.records" 2>/dev/null | sed 's/^/     | /'
 		echo "     --- caddy log (last 15 lines)"; tail -n 15 "$tmp/caddy.log" | sed 's/^/     | /'
+		echo "     --- mockllm log (last 5 lines)"; tail -n 5 "$tmp/mockllm.log" | sed 's/^/     | /'
 	done
 done
 

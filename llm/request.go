@@ -62,6 +62,8 @@ func EndpointOf(path string) Endpoint {
 		return EndpointCountTokens
 	case strings.HasSuffix(path, "/messages"):
 		return EndpointMessages
+	case strings.HasSuffix(path, "/responses"):
+		return EndpointResponses
 	case strings.HasSuffix(path, "/models"):
 		return EndpointModels
 	}

@@ -235,6 +235,8 @@ func TestEndpointOf(t *testing.T) {
 		"/v1/messages":                  EndpointMessages,
 		"/anthropic/v1/messages":        EndpointMessages,
 		"/v1/messages/count_tokens":     EndpointCountTokens,
+		"/v1/responses":                 EndpointResponses,
+		"/codex/v1/responses/":          EndpointResponses,
 		"/v1/models":                    EndpointModels,
 		"/v1/models/meta-llama/Llama-3": EndpointModels,
 		"/v1/other":                     "",
@@ -244,7 +246,7 @@ func TestEndpointOf(t *testing.T) {
 			t.Errorf("EndpointOf(%q) = %q, want %q", path, got, want)
 		}
 	}
-	if APIOf("/v1/messages/count_tokens") != APIAnthropicMessages || APIOf("/v1/chat/completions") != APIOpenAIChat || APIOf("/x") != "" {
+	if APIOf("/v1/messages/count_tokens") != APIAnthropicMessages || APIOf("/v1/chat/completions") != APIOpenAIChat || APIOf("/v1/responses") != APIOpenAIResponses || APIOf("/x") != "" {
 		t.Error("APIOf")
 	}
 }

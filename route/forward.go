@@ -212,17 +212,30 @@ func (h *Handler) try(ctx context.Context, m *Model, u *Upstream, endpoint llm.E
 			return t.succeed()
 		}
 	}
-	ureq, err := provider.NewRequest(t.ctx, t.x)
-	if err != nil {
-		return t.fail(OutcomeRequestFailed, err)
-	}
-	resp, err := u.client.RoundTrip(ureq)
-	if err != nil {
-		return t.fail(t.brokenOutcome(OutcomeConnectError), err)
-	}
-	t.status = resp.StatusCode
-	if resp.StatusCode >= 400 {
-		return t.failStatus(resp)
+	var resp *http.Response
+	for redo := true; ; redo = false {
+		ureq, err := provider.NewRequest(t.ctx, t.x)
+		if err != nil {
+			var ce *llm.Error
+			if errors.As(err, &ce) {
+				// The client's request cannot be served this way.
+				t.clientErr = ce
+				return t.fail(OutcomeClientError, err)
+			}
+			return t.fail(OutcomeRequestFailed, err)
+		}
+		if resp, err = u.client.RoundTrip(ureq); err != nil {
+			return t.fail(t.brokenOutcome(OutcomeConnectError), err)
+		}
+		t.status = resp.StatusCode
+		if resp.StatusCode < 400 {
+			break
+		}
+		body, _ := llm.ReadAll(resp.Body, maxErrorBody)
+		resp.Body.Close()
+		if rd, ok := provider.(Redoer); !ok || !redo || !rd.Redo(t.x, resp.StatusCode, body) {
+			return t.failStatus(resp, body)
+		}
 	}
 	if req.Stream && strings.HasPrefix(resp.Header.Get("Content-Type"), "text/event-stream") {
 		t.resp = resp
@@ -288,10 +301,8 @@ func (t *try) brokenOutcome(orElse Outcome) Outcome {
 	return OutcomeClientGone
 }
 
-// failStatus classifies an upstream's error response.
-func (t *try) failStatus(resp *http.Response) *try {
-	body, _ := llm.ReadAll(resp.Body, maxErrorBody)
-	resp.Body.Close()
+// failStatus classifies an upstream's error response, whose body was read.
+func (t *try) failStatus(resp *http.Response, body []byte) *try {
 	o := classifyStatus(resp.StatusCode)
 	e := t.up.provider.Error(t.x, resp.StatusCode, body)
 	e.Status = resp.StatusCode

@@ -24,11 +24,14 @@ type Provider interface {
 	// NewRequest returns the upstream HTTP request for one attempt, made
 	// with ctx. It must set the upstream's credentials (x.Upstream.Key())
 	// and must not copy anything of the client's request but what the
-	// exchange carries. An error (an endpoint it does not serve, a request
-	// it cannot translate) sends nothing: the attempt counts as
-	// request_failed, the next upstream is tried, and if none is left the
-	// client gets 502 upstream_request_failed. The error is logged, never
-	// shown to the client.
+	// exchange carries. An error (an endpoint it does not serve) sends
+	// nothing: the attempt counts as request_failed, the next upstream is
+	// tried, and if none is left the client gets 502
+	// upstream_request_failed; the error is logged, never shown to the
+	// client. An *llm.Error (wrapped or not) instead says the client's
+	// request cannot be served this way (a request its translation
+	// refuses): the client gets it as it is, and no other upstream is
+	// tried.
 	NewRequest(ctx context.Context, x *Exchange) (*http.Request, error)
 
 	// Response turns a complete successful upstream response body into the
@@ -50,6 +53,17 @@ type Provider interface {
 	// error the client gets. The route handler scrubs credentials from it
 	// and decides the status.
 	Error(x *Exchange, status int, body []byte) *llm.Error
+}
+
+// Redoer is implemented by providers that may send a refused request to the
+// same upstream again in another shape: an openai upstream without the
+// Responses API (404 or 405 on /responses) gets the call as chat
+// completions. The second request belongs to the same try, and its answer,
+// whatever it is, is the try's.
+type Redoer interface {
+	// Redo reports whether to build the exchange's request again with
+	// NewRequest and send it, after the upstream answered status with body.
+	Redo(x *Exchange, status int, body []byte) bool
 }
 
 // Answerer is implemented by providers that answer some calls themselves,
@@ -119,6 +133,11 @@ type Exchange struct {
 	Upstream *Upstream
 	// Model is the model name to send upstream.
 	Model string
+	// Translated is for providers that serve one client API both natively
+	// and by translation (an openai upstream whose Responses API may be
+	// missing): set in NewRequest, it tells the provider's other methods
+	// which way this exchange went.
+	Translated bool
 	// Header is the client's request header, its key taken out by
 	// llm_auth. A provider forwards only the headers of the client's API
 	// that its upstream reads (anthropic-version and anthropic-beta to an

@@ -41,13 +41,14 @@ type Catalog interface {
 // itself, because they change while the config runs.
 type selfProber interface{ probesItself() }
 
-// Handler serves the OpenAI API: POST /v1/chat/completions, /v1/completions
-// and /v1/embeddings, and GET /v1/models and /v1/models/{model}; and
-// Anthropic's: POST /v1/messages and /v1/messages/count_tokens. It finds the
-// requested model in its catalogs, forwards the call to one of the model's
-// upstreams through the upstream's provider, streams the answer back event by
-// event, and records the model, upstream and token usage in the request's
-// llm.Call. Paths are matched by their ending, so the API can sit under any
+// Handler serves the OpenAI API: POST /v1/chat/completions, /v1/completions,
+// /v1/embeddings and /v1/responses, and GET /v1/models and
+// /v1/models/{model}; and Anthropic's: POST /v1/messages and
+// /v1/messages/count_tokens. It finds the requested model in its catalogs,
+// forwards the call to one of the model's upstreams through the upstream's
+// provider, streams the answer back event by event, and records the model,
+// upstream and token usage in the request's llm.Call. Paths are matched by
+// their ending, so the API can sit under any
 // prefix (/v1/chat/completions, /openai/v1/chat/completions, ...).
 //
 // It sets these placeholders (with llm_auth and llm_stats, see their docs):
@@ -186,7 +187,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, _ caddyhttp.
 	switch endpoint {
 	case "":
 		reject(w, r, llm.Errorf(http.StatusNotFound, llm.TypeNotFound, "unknown_endpoint",
-			"this gateway does not serve %s %s; it serves POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/messages, /v1/messages/count_tokens and GET /v1/models",
+			"this gateway does not serve %s %s; it serves POST /v1/chat/completions, /v1/completions, /v1/embeddings, /v1/responses, /v1/messages, /v1/messages/count_tokens and GET /v1/models",
 			r.Method, r.URL.Path))
 		return nil
 	case llm.EndpointModels:

@@ -185,7 +185,14 @@ func TestCaddyfileErrors(t *testing.T) {
 					version 2024-01-01
 				}
 			}
-		}`, "unknown subdirective 'version' in upstream: an upstream takes model, weight, header, timeout, transport, and provider openai has no options, at Testfile:4"},
+		}`, "unknown subdirective 'version' in upstream: an upstream takes model, weight, header, timeout, transport, and provider openai takes responses, at Testfile:4"},
+		{`llm_route {
+			model m {
+				upstream openai http://x {
+					responses sometimes
+				}
+			}
+		}`, "responses: 'sometimes' is none of native, translate, auto, at Testfile:4"},
 		{`llm_route {
 			model m {
 				upstream anthropic http://x {

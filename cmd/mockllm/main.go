@@ -27,9 +27,11 @@
 //	                     answer quoting it ("The command printed MARKER.")
 //	-agent-marker m      the marker (default fakellm-agent-ok)
 //	-agent-file f        the file the command writes (default fakellm-agent.txt)
+//	-no-responses        answer POST /v1/responses with 404, as a server that
+//	                     speaks chat completions only does
 //	-requests file       append every request to file as a JSON line (time,
-//	                     method, path, model, stream, body), for scripts that check
-//	                     what reached the provider
+//	                     method, path, model, stream, body, and the status it
+//	                     got), for scripts that check what reached the provider
 //
 // It serves POST /v1/chat/completions, /v1/completions, /v1/embeddings and
 // GET /v1/models (also without /v1), streamed or not; replies are "chunk0
@@ -84,6 +86,7 @@ func main() {
 	agent := flag.Bool("agent", false, "script coding agents' turns: a call of their shell tool, then an answer quoting its output")
 	agentMarker := flag.String("agent-marker", fakellm.DefaultAgentMarker, "with -agent: the marker the command writes, upper-cased")
 	agentFile := flag.String("agent-file", fakellm.DefaultAgentFile, "with -agent: the file the command writes")
+	noResponses := flag.Bool("no-responses", false, "answer POST /v1/responses with 404, as a chat-completions-only server")
 	requests := flag.String("requests", "", "append every request to this file as a JSON line")
 	flag.Parse()
 	if flag.NArg() > 0 {
@@ -110,13 +113,14 @@ func main() {
 		// A benchmark sends millions of requests: keep none of them.
 		KeepRequests: -1,
 		Behavior: fakellm.Behavior{
-			Chunks:     *chunks,
-			ChunkDelay: *chunkDelay,
-			Latency:    *latency,
-			Status:     *failStatus,
-			DropAfter:  *dropAfter,
-			NoUsage:    *noUsage,
-			Agent:      script,
+			Chunks:      *chunks,
+			ChunkDelay:  *chunkDelay,
+			Latency:     *latency,
+			Status:      *failStatus,
+			DropAfter:   *dropAfter,
+			NoUsage:     *noUsage,
+			Agent:       script,
+			NoResponses: *noResponses,
 		},
 	}
 	var h http.Handler = fake
@@ -133,8 +137,9 @@ func main() {
 	}
 }
 
-// requestLog writes each request as one JSON line before the fake answers
-// it, so that a script can read what reached the provider.
+// requestLog writes each request as one JSON line once the fake has
+// answered it, so that a script can read what reached the provider and
+// what it got.
 type requestLog struct {
 	next http.Handler
 	mu   sync.Mutex
@@ -153,9 +158,19 @@ func (l *requestLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		Stream bool   `json:"stream"`
 	}
 	_ = json.Unmarshal(body, &head) // not every request is JSON
+	start := time.Now()
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	defer func() {
+		// A dropped connection (Behavior.DropAfter) panics through here.
+		l.write(start, r, head.Model, head.Stream, body, sw.status)
+	}()
+	l.next.ServeHTTP(sw, r)
+}
+
+func (l *requestLog) write(start time.Time, r *http.Request, model string, stream bool, body []byte, status int) {
 	line := map[string]any{
-		"time": time.Now().UTC().Format(time.RFC3339Nano), "method": r.Method, "path": r.URL.Path,
-		"model": head.Model, "stream": head.Stream, "body": string(body),
+		"time": start.UTC().Format(time.RFC3339Nano), "method": r.Method, "path": r.URL.Path,
+		"model": model, "stream": stream, "status": status, "body": string(body),
 	}
 	if json.Valid(body) {
 		line["body"] = json.RawMessage(body)
@@ -169,8 +184,21 @@ func (l *requestLog) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		log.Printf("mockllm: -requests: %v", err)
 	}
-	l.next.ServeHTTP(w, r)
 }
+
+// statusWriter keeps the status a response was sent with.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(status int) {
+	w.status = status
+	w.ResponseWriter.WriteHeader(status)
+}
+
+// Unwrap lets http.ResponseController flush the stream through it.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 func serve(addr string, h http.Handler) error {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)

@@ -15,23 +15,25 @@ const (
 
 // Agent scripts a coding agent's turn, so that a test can drive a real
 // agent (Claude Code, the Codex CLI, ...) through one tool call without a
-// model. On a request that declares a shell tool the fake knows (see
-// AgentTools) and whose conversation carries no tool result yet, the answer
-// is a call of that tool with a command that writes Output() into File and
-// prints it. Once a tool result is in the conversation, the answer is final
-// text: "The command printed <Output()>." when some tool result holds
-// Output(), or a sentence saying it did not come back. A request without a
-// known shell tool (an agent's title or summary calls) gets the ordinary
-// numbered chunks. Agent wins over ToolCall.
+// model. On a request that declares a shell tool the fake knows (Claude
+// Code's Bash, the Codex CLI's exec_command, shell or shell_command, Gemini
+// CLI's run_shell_command) and whose conversation carries no tool result
+// yet, the answer is a call of that tool with a command that writes
+// Output() into File and prints it. Once a tool result is in the
+// conversation, the answer is final text: "The command printed
+// <Output()>." when some tool result holds Output(), or a sentence saying
+// it did not come back. A request without a known shell tool (an agent's
+// title or summary calls) gets the ordinary numbered chunks. Agent wins
+// over ToolCall.
 //
 // The command upper-cases the marker on its way to the file, so the output
-// the fake waits for never appears in the command's own text: an agent that
-// echoed the command back, without running it, does not pass for one that
-// ran it.
+// the fake waits for never appears in the command's own text (the marker
+// has lower-case letters): an agent that echoed the command back, without
+// running it, does not pass for one that ran it.
 type Agent struct {
 	// Marker is the text the command writes, upper-cased; empty means
 	// DefaultAgentMarker. Letters, digits, '-', '_' and '.' only, so that it
-	// needs no quoting in any shell.
+	// needs no quoting in any shell, and at least one lower-case letter.
 	Marker string
 	// File is the file the command writes, relative to the agent's working
 	// directory; empty means DefaultAgentFile. Same characters as Marker.
@@ -66,12 +68,12 @@ func (a *Agent) Command() string {
 	return "printf '%s\\n' " + m + " | tr a-z A-Z > " + f + " && cat " + f
 }
 
-// AgentTools are the shell tools an Agent script knows, by the name the
+// agentTools are the shell tools an Agent script knows, by the name the
 // agent declares them under, each with how its arguments carry a command:
 // Claude Code's Bash, the Codex CLI's exec_command (0.171.0), shell (an
 // argv array) and shell_command of older Codex versions, and Gemini CLI's
 // run_shell_command.
-var AgentTools = map[string]func(command string) string{
+var agentTools = map[string]func(command string) string{
 	"Bash": func(c string) string {
 		return argsJSON(map[string]any{"command": c, "description": "Write the marker file"})
 	},
@@ -116,7 +118,7 @@ func sentence(text string) []string {
 // tool the script knows.
 func (a *Agent) script(t turn) (p plan, name, args string, ok bool) {
 	for _, tool := range t.tools {
-		makeArgs, known := AgentTools[tool]
+		makeArgs, known := agentTools[tool]
 		if !known {
 			continue
 		}
@@ -161,6 +163,9 @@ func (a *Agent) Validate() error {
 				return fmt.Errorf("agent %s %q: only letters, digits, '-', '_' and '.' are allowed", what, v)
 			}
 		}
+	}
+	if a.Marker != "" && strings.ToUpper(a.Marker) == a.Marker {
+		return fmt.Errorf("agent marker %q: it needs a lower-case letter, or the command's text holds its output", a.Marker)
 	}
 	return nil
 }

@@ -176,4 +176,7 @@ func TestAgentValidate(t *testing.T) {
 	if err := (&fakellm.Agent{File: "a b; rm -rf"}).Validate(); err == nil {
 		t.Error("a file name with spaces and a semicolon passed")
 	}
+	if err := (&fakellm.Agent{Marker: "LOUD-1"}).Validate(); err == nil {
+		t.Error("a marker its command would hold as it is passed")
+	}
 }

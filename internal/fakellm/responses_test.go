@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -195,6 +196,31 @@ func TestResponsesFaults(t *testing.T) {
 	}
 	if stream.Err() == nil || deltas != 1 || last != "response.output_text.delta" {
 		t.Errorf("cut stream: err %v, %d deltas, last event %s", stream.Err(), deltas, last)
+	}
+
+	// DropBeforeContent breaks the stream after it started, before any text.
+	fake.SetModelBehavior("early", fakellm.Behavior{DropBeforeContent: true})
+	stream = client.Responses.NewStreaming(ctx, responsesParams("early", userItem("hi")))
+	var types []string
+	for stream.Next() {
+		types = append(types, stream.Current().Type)
+	}
+	if stream.Err() == nil || strings.Join(types, " ") != "response.created response.in_progress" {
+		t.Errorf("early drop: err %v, events %v", stream.Err(), types)
+	}
+
+	// Stall goes silent after a delta, then goes on.
+	fake.SetModelBehavior("slow", fakellm.Behavior{Chunks: 2, Stall: 150 * time.Millisecond, StallAfter: 1})
+	began := time.Now()
+	stream = client.Responses.NewStreaming(ctx, responsesParams("slow", userItem("hi")))
+	var text string
+	for stream.Next() {
+		if e := stream.Current(); e.Type == "response.completed" {
+			text = e.Response.OutputText()
+		}
+	}
+	if stream.Err() != nil || text != "chunk0 chunk1" || time.Since(began) < 150*time.Millisecond {
+		t.Errorf("stall: err %v, text %q, after %v", stream.Err(), text, time.Since(began))
 	}
 
 	// NoUsage leaves usage null.

@@ -8,6 +8,7 @@ import (
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
 
+	"github.com/llmoneapi/llmoneapi/llm"
 	"github.com/llmoneapi/llmoneapi/route"
 )
 
@@ -19,14 +20,17 @@ func init() {
 // paths (<base>/openai/deployments/<deployment>/chat/completions
 // ?api-version=...), with the key in an api-key header. Bodies pass
 // through as for the openai provider, the model renamed and stream usage
-// asked for; other client APIs (Anthropic's Messages) are translated to
-// chat completions and back. The base URL is the resource's endpoint
-// (https://<resource>.openai.azure.com).
+// asked for. The Responses API passes through too, to Azure's v1 API
+// (<base>/openai/v1/responses, the deployment as the body's model, no
+// api-version), the only one of Azure's that serves it. Other client APIs
+// (Anthropic's Messages) are translated to chat completions and back. The
+// base URL is the resource's endpoint (https://<resource>.openai.azure.com).
 type Azure struct {
 	// Deployment is the deployment to call. Default: the upstream's model
 	// name (the upstream's "model", or the model's own name).
 	Deployment string `json:"deployment,omitempty"`
-	// APIVersion is the api-version query parameter. Default: 2024-10-21.
+	// APIVersion is the api-version query parameter of the deployment
+	// paths (the v1 API's /responses takes none). Default: 2024-10-21.
 	APIVersion string `json:"api_version,omitempty"`
 
 	openaiCompat
@@ -80,15 +84,24 @@ func (a *Azure) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
 
 // NewRequest builds the upstream request.
 func (a *Azure) NewRequest(ctx context.Context, x *route.Exchange) (*http.Request, error) {
-	path, body, err := a.body(x)
-	if err != nil {
-		return nil, err
-	}
 	deployment := a.Deployment
 	if deployment == "" {
 		deployment = x.Model
 	}
+	if x.Endpoint == llm.EndpointResponses {
+		// The v1 API names the deployment in the body's model.
+		x.Model = deployment
+	}
+	path, body, err := a.body(x)
+	if err != nil {
+		return nil, err
+	}
 	u := x.Upstream.BaseURL() + "/openai/deployments/" + url.PathEscape(deployment) + path + "?api-version=" + url.QueryEscape(a.APIVersion)
+	if x.Endpoint == llm.EndpointResponses {
+		// Azure serves the Responses API only in its v1 API, which takes
+		// no api-version and no deployment path.
+		u = x.Upstream.BaseURL() + "/openai/v1" + path
+	}
 	req, err := newRequest(ctx, x, u, body)
 	if err != nil {
 		return nil, err

@@ -13,13 +13,20 @@ import (
 // BenchmarkStream compares, per upstream event, the passthrough path (an
 // OpenAI client on an OpenAI upstream: events relayed as they are) with the
 // translated one (an OpenAI client on an Anthropic or Gemini upstream: each
-// event decoded and re-encoded).
+// event decoded and re-encoded), for chat and Responses clients.
 func BenchmarkStream(b *testing.B) {
 	chat, _ := llm.ParseRequest([]byte(`{"model":"m","stream":true,"messages":[]}`))
-	for _, bc := range []struct{ name, provider, fixture string }{
-		{"passthrough/openai", `{"name":"openai"}`, "../../wire/openai/testdata/stream/tools.sse"},
-		{"translated/anthropic", `{"name":"anthropic"}`, "../../wire/anthropic/testdata/stream/tool_use.sse"},
-		{"translated/gemini", `{"name":"gemini"}`, "../../wire/gemini/testdata/stream/function_call.sse"},
+	resp, _ := llm.ParseRequest([]byte(`{"model":"m","stream":true,"input":"x"}`))
+	for _, bc := range []struct {
+		name, provider, fixture string
+		endpoint                llm.Endpoint
+		req                     *llm.Request
+	}{
+		{"passthrough/openai", `{"name":"openai"}`, "../../wire/openai/testdata/stream/tools.sse", llm.EndpointChat, chat},
+		{"translated/anthropic", `{"name":"anthropic"}`, "../../wire/anthropic/testdata/stream/tool_use.sse", llm.EndpointChat, chat},
+		{"translated/gemini", `{"name":"gemini"}`, "../../wire/gemini/testdata/stream/function_call.sse", llm.EndpointChat, chat},
+		{"responses/passthrough/openai", `{"name":"openai"}`, "../../wire/responses/testdata/stream/function_call.sse", llm.EndpointResponses, resp},
+		{"responses/translated/anthropic", `{"name":"anthropic"}`, "../../wire/anthropic/testdata/stream/tool_use.sse", llm.EndpointResponses, resp},
 	} {
 		body, err := os.ReadFile(bc.fixture)
 		if err != nil {
@@ -28,7 +35,7 @@ func BenchmarkStream(b *testing.B) {
 		events := bytes.Count(body, []byte("data:"))
 		u := upstream(b, bc.provider, "http://127.0.0.1:1")
 		p, _ := u.Provider()
-		x := &route.Exchange{Endpoint: llm.EndpointChat, Request: chat, Upstream: u, Model: "m"}
+		x := &route.Exchange{Endpoint: bc.endpoint, Request: bc.req, Upstream: u, Model: "m"}
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetBytes(int64(len(body)))

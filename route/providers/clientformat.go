@@ -28,6 +28,10 @@ type clientFormat struct {
 	// events), for APIs whose streams end otherwise than OpenAI's
 	// data: {"error":...}; nil for OpenAI's (the route handler's default).
 	streamError func(*wire.Error) []byte
+	// encoderErrors says that the stream encoder writes that event itself
+	// (for wire.EventError), for APIs that number a stream's events (the
+	// Responses API): the stream's encoder knows the next number.
+	encoderErrors bool
 }
 
 // streamEncoder writes a stream in a client's API from canonical events;

@@ -9,9 +9,13 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
+	"sync/atomic"
 	"unicode/utf8"
 
 	"github.com/caddyserver/caddy/v2"
+	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
+	"go.uber.org/zap"
 
 	"github.com/llmoneapi/llmoneapi/llm"
 	"github.com/llmoneapi/llmoneapi/route"
@@ -29,10 +33,25 @@ func init() {
 // came, with only the model renamed (when the upstream sets one) and
 // stream_options.include_usage turned on for streams, so that the gateway
 // always learns a stream's usage; the usage-only chunk that this adds is
-// removed again when the client did not ask for it. Other client APIs
-// (Anthropic's Messages) are translated to chat completions and back.
+// removed again when the client did not ask for it. The Responses API goes
+// to <base_url>/responses as it came too, unless the upstream lacks it (see
+// Responses). Other client APIs (Anthropic's Messages) are translated to
+// chat completions and back.
 type OpenAI struct {
+	// Responses says how the upstream serves the Responses API
+	// (/v1/responses): "native" passes calls through to
+	// <base_url>/responses with the model renamed; "translate" sends them
+	// as chat completions and translates the answers back, for servers that
+	// have only those; "auto" tries native, and once the upstream answers
+	// 404 or 405 on /responses, sends that call and every later one as chat
+	// completions for as long as the config runs. Caddyfile: responses
+	// native|translate|auto. Default auto.
+	Responses string `json:"responses,omitempty"`
+
 	openaiCompat
+	// chatOnly is set once an auto upstream turned out to lack the
+	// Responses API; a pointer, since the module is copied by value.
+	chatOnly *atomic.Bool
 }
 
 // CaddyModule returns the Caddy module information.
@@ -43,9 +62,45 @@ func (OpenAI) CaddyModule() caddy.ModuleInfo {
 	}
 }
 
-// Provision sets up the codec for translated client APIs.
+// Provision checks the options and sets up the codec for translated
+// client APIs.
 func (o *OpenAI) Provision(ctx caddy.Context) error {
+	switch o.Responses {
+	case "":
+		o.Responses = ResponsesAuto
+	case ResponsesAuto, ResponsesNative, ResponsesTranslate:
+	default:
+		return fmt.Errorf("openai: responses '%s' is none of native, translate, auto", o.Responses)
+	}
 	o.openaiCompat = newOpenAICompat(ctx)
+	o.chatOnly = new(atomic.Bool)
+	return nil
+}
+
+// UnmarshalCaddyfile sets the options from the upstream's block:
+//
+//	upstream openai <base_url> [<api_key>] {
+//		responses native|translate|auto
+//	}
+func (o *OpenAI) UnmarshalCaddyfile(d *caddyfile.Dispenser) error {
+	d.Next() // provider name
+	for d.NextBlock(0) {
+		switch d.Val() {
+		case "responses":
+			v, err := optionArg(d)
+			if err != nil {
+				return err
+			}
+			switch v {
+			case ResponsesAuto, ResponsesNative, ResponsesTranslate:
+				o.Responses = v
+			default:
+				return d.Errf("responses: '%s' is none of native, translate, auto", v)
+			}
+		default:
+			return unknownOption(d, "openai", "responses")
+		}
+	}
 	return nil
 }
 
@@ -77,10 +132,11 @@ func newOpenAICompat(ctx caddy.Context) openaiCompat {
 	return openaiCompat{translate{format: openaiUpstream, logger: ctx.Logger()}}
 }
 
-// native tells whether the client called an endpoint of the OpenAI API.
+// native tells whether the client called an endpoint of the OpenAI API
+// that this exchange passes through.
 func (openaiCompat) native(x *route.Exchange) bool {
 	_, ok := openaiPaths[x.Endpoint]
-	return ok
+	return ok || x.Endpoint == llm.EndpointResponses && !x.Translated
 }
 
 // body returns the upstream request's path and body: the client's body
@@ -88,6 +144,9 @@ func (openaiCompat) native(x *route.Exchange) bool {
 func (c *openaiCompat) body(x *route.Exchange) (path string, body []byte, err error) {
 	if path, ok := openaiPaths[x.Endpoint]; ok {
 		return path, openaiBody(x), nil
+	}
+	if c.native(x) {
+		return responsesPath, openaiBody(x), nil
 	}
 	body, err = c.request(x, nil)
 	return openaiPaths[llm.EndpointChat], body, err
@@ -100,6 +159,9 @@ func (openaiCompat) Answer(x *route.Exchange) ([]byte, http.Header, bool, error)
 
 // NewRequest builds the upstream request.
 func (o *OpenAI) NewRequest(ctx context.Context, x *route.Exchange) (*http.Request, error) {
+	if x.Endpoint == llm.EndpointResponses && !x.Translated {
+		x.Translated = o.Responses == ResponsesTranslate || o.chatOnly.Load()
+	}
 	path, body, err := o.body(x)
 	if err != nil {
 		return nil, err
@@ -121,7 +183,9 @@ var includeUsage = []byte(`"stream_options":{"include_usage":true},`)
 func openaiBody(x *route.Exchange) []byte {
 	in := x.Request
 	var edits []llm.Edit
-	wantUsage := in.Stream && !in.IncludeUsage && x.Endpoint != llm.EndpointEmbeddings
+	// The Responses API always ends a stream with its usage, and has no
+	// include_usage.
+	wantUsage := in.Stream && !in.IncludeUsage && (x.Endpoint == llm.EndpointChat || x.Endpoint == llm.EndpointCompletions)
 	if wantUsage && in.StreamOptionsSpan.IsZero() {
 		open := bytes.IndexByte(in.Body, '{') + 1
 		edits = append(edits, llm.Edit{Span: llm.Span{Start: open, End: open}, Value: includeUsage})
@@ -159,6 +223,9 @@ func withIncludeUsage(options []byte) []byte {
 func (c *openaiCompat) Response(x *route.Exchange, body []byte) ([]byte, *llm.Usage, error) {
 	if !c.native(x) {
 		return c.response(x, body)
+	}
+	if x.Endpoint == llm.EndpointResponses {
+		return responsesResponse(body)
 	}
 	usage, _, err := openaiUsage(body)
 	if err != nil {
@@ -199,6 +266,9 @@ func openaiUsage(body []byte) (usage *llm.Usage, noChoices bool, err error) {
 func (c *openaiCompat) Stream(x *route.Exchange, body io.Reader) route.Stream {
 	if !c.native(x) {
 		return c.stream(x, body)
+	}
+	if x.Endpoint == llm.EndpointResponses {
+		return newResponsesStream(body)
 	}
 	return &openaiStream{events: sse.NewReader(body, 0), clientWantsUsage: x.Request.IncludeUsage}
 }
@@ -376,9 +446,35 @@ func rawString(v json.RawMessage) string {
 	return string(v)
 }
 
+// Redo sends a Responses call again as a chat completion when an auto
+// upstream answered 404 or 405 on /responses, and remembers that it lacks
+// the Responses API. A 404 of the Responses API itself, about the model or
+// a previous_response_id it does not know, names the code or the parameter
+// (OpenAI's "model_not_found", "previous_response_not_found"): that is the
+// client's answer, not a missing endpoint, whose 404 says no more than Not
+// Found or Invalid URL.
+func (o *OpenAI) Redo(x *route.Exchange, status int, body []byte) bool {
+	if x.Endpoint != llm.EndpointResponses || x.Translated || o.Responses != ResponsesAuto {
+		return false
+	}
+	if status != http.StatusNotFound && status != http.StatusMethodNotAllowed {
+		return false
+	}
+	if e := o.Error(x, status, body); e.Param != "" || e.Code != "" && strings.Trim(e.Code, "0123456789") != "" {
+		return false
+	}
+	if o.chatOnly.CompareAndSwap(false, true) {
+		o.logger.Info("the upstream has no Responses API: its /v1/responses calls are translated to chat completions from now on",
+			zap.String("upstream", x.Upstream.ID()), zap.Int("status", status))
+	}
+	return true
+}
+
 // Interface guards
 var (
-	_ route.Provider    = (*OpenAI)(nil)
-	_ route.Answerer    = (*OpenAI)(nil)
-	_ caddy.Provisioner = (*OpenAI)(nil)
+	_ route.Provider        = (*OpenAI)(nil)
+	_ route.Redoer          = (*OpenAI)(nil)
+	_ route.Answerer        = (*OpenAI)(nil)
+	_ caddy.Provisioner     = (*OpenAI)(nil)
+	_ caddyfile.Unmarshaler = (*OpenAI)(nil)
 )

@@ -3,6 +3,7 @@ package providers_test
 import (
 	"context"
 	"encoding/json"
+	"io"
 	"strings"
 	"testing"
 
@@ -76,5 +77,35 @@ func TestTranslatedEndpoints(t *testing.T) {
 	bad, _ := llm.ParseRequest([]byte(`{"model":"m","messages":[{"role":"wizard","content":"x"}]}`))
 	if _, err := p.NewRequest(context.Background(), &route.Exchange{Endpoint: llm.EndpointChat, Request: bad, Upstream: u, Model: "m"}); err == nil || !strings.Contains(err.Error(), "wizard") {
 		t.Errorf("unknown role: %v", err)
+	}
+}
+
+// The Responses API passes through to OpenAI's <base>/responses and to
+// Azure's v1 API, which names the deployment in the body and takes no
+// api-version; the key goes as each takes it.
+func TestResponsesURLs(t *testing.T) {
+	resp, e := llm.ParseRequest([]byte(`{"model":"m","stream":true,"input":"x"}`))
+	if e != nil {
+		t.Fatal(e)
+	}
+	for _, tc := range []struct{ provider, base, request, model, keyHeader, keyValue string }{
+		{`{"name":"openai"}`, "https://api.openai.com/v1", "https://api.openai.com/v1/responses", "up-model", "Authorization", "Bearer k-1"},
+		{`{"name":"openai","responses":"native"}`, "http://vllm:8000/v1/", "http://vllm:8000/v1/responses", "up-model", "Authorization", "Bearer k-1"},
+		{`{"name":"azure"}`, "https://res.openai.azure.com", "https://res.openai.azure.com/openai/v1/responses", "up-model", "api-key", "k-1"},
+		{`{"name":"azure","deployment":"prod-5","api_version":"2025-01-01-preview"}`, "https://res.openai.azure.com", "https://res.openai.azure.com/openai/v1/responses", "prod-5", "api-key", "k-1"},
+	} {
+		u := upstream(t, tc.provider, tc.base)
+		p, _ := u.Provider()
+		req, err := p.NewRequest(context.Background(), &route.Exchange{Endpoint: llm.EndpointResponses, Request: resp, Upstream: u, Model: u.UpstreamModel()})
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(req.Body)
+		if req.URL.String() != tc.request || req.Header.Get(tc.keyHeader) != tc.keyValue {
+			t.Errorf("%s %s: request %s, headers %v", tc.provider, tc.base, req.URL, req.Header)
+		}
+		if want := `{"model":"` + tc.model + `","stream":true,"input":"x"}`; string(body) != want {
+			t.Errorf("%s: body %s, want %s", tc.provider, body, want)
+		}
 	}
 }

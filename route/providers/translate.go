@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -59,7 +60,7 @@ func (t *translate) request(x *route.Exchange, adjust func(*wire.Request)) ([]by
 	}
 	req, err := cf.decodeRequest(x.Request.Body)
 	if err != nil {
-		return nil, err
+		return nil, clientError(err)
 	}
 	req.Model, req.Stream = x.Model, x.Request.Stream
 	if adjust != nil {
@@ -74,6 +75,18 @@ func (t *translate) request(x *route.Exchange, adjust func(*wire.Request)) ([]by
 			zap.String("model", x.Model), zap.Strings("client", req.Dropped), zap.Strings("upstream", dropped))
 	}
 	return body, nil
+}
+
+// clientError is the answer to a client request that its API's decoder
+// refused: a 400 (the decoder's own error when it gives one, such as the
+// Responses API's for previous_response_id), which the route handler
+// answers as it is, without trying another upstream.
+func clientError(err error) *llm.Error {
+	var we *wire.Error
+	if errors.As(err, &we) {
+		return openai.ToLLM(we)
+	}
+	return llm.Errorf(http.StatusBadRequest, llm.TypeInvalidRequest, "invalid_request", "%v", err)
 }
 
 // newRequest is an upstream POST of body with the upstream's own headers
@@ -127,7 +140,11 @@ func (t *translate) stream(x *route.Exchange, body io.Reader) route.Stream {
 		enc:    cf.newStreamEncoder(x),
 		format: t.format,
 	}
-	return withStreamError(s, cf.streamError)
+	encode := cf.streamError
+	if cf.encoderErrors {
+		encode = func(e *wire.Error) []byte { return s.enc.Encode(nil, &wire.Event{Type: wire.EventError, Err: e}) }
+	}
+	return withStreamError(s, encode)
 }
 
 // translatedStream re-encodes an upstream stream in the client's API, event
