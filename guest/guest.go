@@ -4,5 +4,6 @@
 // hosts do for their guests so that a guest need not: reading its
 // Caddyfile tokens into its config fields (UnmarshalCaddyfile, which the
 // hosts call for a guest without an UnmarshalCaddyfile method of its own),
-// and a Redis server config field that manages the server's client (Redis).
+// a Redis server config field that manages the server's client (Redis),
+// and an SQL database config field that manages its pool (SQL).
 package guest

@@ -6,7 +6,6 @@ require (
 	github.com/caddyserver/caddy/v2 v2.11.9
 	github.com/llmoneapi/llmoneapi v0.0.0
 	github.com/openai/openai-go/v3 v3.98.0
-	modernc.org/sqlite v1.62.0
 )
 
 require (
@@ -168,6 +167,7 @@ require (
 	modernc.org/libc v1.80.1 // indirect
 	modernc.org/mathutil v1.7.1 // indirect
 	modernc.org/memory v1.12.1 // indirect
+	modernc.org/sqlite v1.62.0 // indirect
 )
 
 replace github.com/llmoneapi/llmoneapi => ../..

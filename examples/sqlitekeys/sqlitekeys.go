@@ -7,25 +7,23 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"fmt"
 
 	"github.com/caddyserver/caddy/v2"
-	_ "modernc.org/sqlite" // the pure-Go "sqlite" driver
 
 	"github.com/llmoneapi/llmoneapi/auth"
+	"github.com/llmoneapi/llmoneapi/guest"
 	"github.com/llmoneapi/llmoneapi/llm"
 )
 
 func init() { caddy.RegisterModule(SQLiteKeys{}) }
 
-// SQLiteKeys authenticates keys found in the api_keys table of an SQLite
-// file. Caddyfile, inside llm_auth: `sqlitekeys <path>` (read by the host
-// from the field tags).
+// SQLiteKeys authenticates keys found in the api_keys table. Caddyfile,
+// inside llm_auth: `sqlitekeys <file>` (read by the host from the field
+// tags).
 type SQLiteKeys struct {
-	// Path is the SQLite file holding the api_keys table. Required.
-	Path string `json:"path" caddyfile:"arg"`
-
-	db *sql.DB
+	// The database holding the table ("database": the SQLite file, or a
+	// PostgreSQL DSN), with its pool; Cleanup comes with it.
+	guest.SQL
 }
 
 // CaddyModule returns the Caddy module information.
@@ -33,19 +31,10 @@ func (SQLiteKeys) CaddyModule() caddy.ModuleInfo {
 	return caddy.ModuleInfo{ID: "llm.auth.sqlitekeys", New: func() caddy.Module { return new(SQLiteKeys) }}
 }
 
-// Provision opens the file read-only and checks that the table is there,
-// so that a wrong path fails the config at load, not the first request.
-func (s *SQLiteKeys) Provision(ctx caddy.Context) (err error) {
-	if s.Path == "" {
-		return errors.New("path is required")
-	}
-	if s.db, err = sql.Open("sqlite", "file:"+s.Path+"?mode=ro"); err == nil {
-		_, err = s.db.ExecContext(ctx, "SELECT key, user_id, active FROM api_keys LIMIT 0")
-	}
-	if err != nil {
-		return fmt.Errorf("reading the api_keys table of '%s': %w", s.Path, err)
-	}
-	return nil
+// Provision opens the database and checks that the table is there, so
+// that a wrong path fails the config at load, not the first request.
+func (s *SQLiteKeys) Provision(ctx caddy.Context) error {
+	return s.Open(ctx, "SELECT key, user_id, active FROM api_keys LIMIT 0")
 }
 
 // Authenticate looks the key up. An unknown key is not ours (nil, nil); an
@@ -53,7 +42,7 @@ func (s *SQLiteKeys) Provision(ctx caddy.Context) (err error) {
 func (s *SQLiteKeys) Authenticate(ctx context.Context, key string) (*llm.Identity, error) {
 	var user string
 	var active bool
-	err := s.db.QueryRowContext(ctx, "SELECT user_id, active FROM api_keys WHERE key = ?", key).Scan(&user, &active)
+	err := s.QueryRow(ctx, "SELECT user_id, active FROM api_keys WHERE key = ?", key).Scan(&user, &active)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		return nil, nil
@@ -65,13 +54,3 @@ func (s *SQLiteKeys) Authenticate(ctx context.Context, key string) (*llm.Identit
 	// The table has no public key id, so logs and stats name the user.
 	return &llm.Identity{User: user, KeyID: user}, nil
 }
-
-// Cleanup closes the database; Caddy calls it also when Provision failed.
-func (s *SQLiteKeys) Cleanup() error {
-	if s.db == nil {
-		return nil
-	}
-	return s.db.Close()
-}
-
-var _ auth.Authenticator = (*SQLiteKeys)(nil)

@@ -134,9 +134,9 @@ func TestWrongConfigFailsAtLoad(t *testing.T) {
 	}
 	other.Close()
 	for _, tc := range []struct{ config, want string }{
-		{`{}`, "path is required"},
-		{`{"path": "` + filepath.Join(t.TempDir(), "missing.db") + `"}`, "missing.db"},
-		{`{"path": "` + noTable + `"}`, "no such table: api_keys"},
+		{`{}`, "no database given"},
+		{`{"database": "` + filepath.Join(t.TempDir(), "missing.db") + `"}`, "missing.db"},
+		{`{"database": "` + noTable + `"}`, "no such table: api_keys"},
 	} {
 		ctx, cancel := caddy.NewContext(caddy.Context{Context: context.Background()})
 		_, err := ctx.LoadModuleByID("llm.auth.sqlitekeys", json.RawMessage(tc.config))
@@ -155,15 +155,15 @@ func TestCaddyfile(t *testing.T) {
 		out, _, err := caddyconfig.GetAdapter("caddyfile").Adapt([]byte(":8080 {\n\tllm_auth {\n"+in+"\n\t}\n}"), nil)
 		return string(out), err
 	}
-	for _, in := range []string{"sqlitekeys /var/keys.db", "sqlitekeys {\npath /var/keys.db\n}"} {
-		if out, err := adapt(in); err != nil || !strings.Contains(out, `{"path":"/var/keys.db","source":"sqlitekeys"}`) {
+	for _, in := range []string{"sqlitekeys /var/keys.db", "sqlitekeys {\ndatabase /var/keys.db\n}"} {
+		if out, err := adapt(in); err != nil || !strings.Contains(out, `{"database":"/var/keys.db","source":"sqlitekeys"}`) {
 			t.Errorf("Caddyfile %q: got %s, %v", in, out, err)
 		}
 	}
 	for in, want := range map[string]string{
-		"sqlitekeys a.db b.db":            "sqlitekeys takes the arguments [<path>], not 'b.db'",
-		"sqlitekeys a.db {\npath b.db\n}": "sqlitekeys: 'path' is given twice",
-		"sqlitekeys {\ntable t\n}":        "unknown sqlitekeys subdirective 'table'; it takes path",
+		"sqlitekeys a.db b.db":            "sqlitekeys takes the arguments [<database>], not 'b.db'",
+		"sqlitekeys a.db {\ndatabase b.db\n}": "sqlitekeys: 'database' is given twice",
+		"sqlitekeys {\ntable t\n}":        "unknown sqlitekeys subdirective 'table'; it takes database",
 	} {
 		if _, err := adapt(in); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("Caddyfile %q: got %v, want %q", in, err, want)
