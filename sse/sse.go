@@ -38,12 +38,18 @@ type Reader struct {
 	name []byte
 }
 
+// readBufferSize is the read buffer of a Reader. Events longer than it are
+// read in pieces, so it bounds nothing but the bytes one read takes in; a
+// small one keeps a stream's memory low when thousands are open, and most
+// events are far smaller.
+const readBufferSize = 4 << 10
+
 // NewReader returns a Reader over r. maxEventSize <= 0 means DefaultMaxEventSize.
 func NewReader(r io.Reader, maxEventSize int) *Reader {
 	if maxEventSize <= 0 {
 		maxEventSize = DefaultMaxEventSize
 	}
-	return &Reader{br: bufio.NewReaderSize(r, 32<<10), max: maxEventSize}
+	return &Reader{br: bufio.NewReaderSize(r, readBufferSize), max: maxEventSize}
 }
 
 // Next returns the next event. It returns io.EOF when the stream ends

@@ -283,8 +283,9 @@ type openaiStream struct {
 }
 
 var (
-	doneData  = []byte("[DONE]")
-	doneEvent = []byte("data: [DONE]\n\n")
+	contentKey = []byte(`"content":"`)
+	doneData   = []byte("[DONE]")
+	doneEvent  = []byte("data: [DONE]\n\n")
 )
 
 func (s *openaiStream) Next() (route.StreamEvent, error) {
@@ -337,6 +338,11 @@ func (s *openaiStream) Next() (route.StreamEvent, error) {
 // with text, or a delta with anything but its role (content, a tool call,
 // a refusal, reasoning). Only chunks before the first such one are decoded.
 func hasContent(data []byte) bool {
+	// The common case, a text delta, is told by a scan; the rest (the role
+	// chunk, tool calls, refusals, other servers' fields) by decoding.
+	if i := bytes.Index(data, contentKey); i >= 0 && i+len(contentKey) < len(data) && data[i+len(contentKey)] != '"' {
+		return true
+	}
 	var chunk struct {
 		Choices []struct {
 			Text  string                     `json:"text"`

@@ -283,3 +283,21 @@ func TestOpenAIHeadersCopied(t *testing.T) {
 		t.Fatalf("the upstream's header became %q", got)
 	}
 }
+
+// TestHasContent: which chunks carry part of the answer, by the scan and by
+// decoding.
+func TestHasContent(t *testing.T) {
+	for data, want := range map[string]bool{
+		`{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}`:                                       false,
+		`{"choices":[{"index":0,"delta":{"content":"Hi"}}]}`:                                                        true,
+		`{"choices":[{"index":0,"delta":{"role":"assistant","content":null}}]}`:                                     false,
+		`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{\"content\":\""}}]}}]}`: true,
+		`{"choices":[{"index":0,"delta":{"reasoning_content":"hm"}}]}`:                                              true,
+		`{"choices":[{"index":0,"text":"legacy"}]}`:                                                                 true,
+		`{"choices":[]}`: false,
+	} {
+		if got := hasContent([]byte(data)); got != want {
+			t.Errorf("hasContent(%s) = %v", data, got)
+		}
+	}
+}
