@@ -3,6 +3,7 @@ package wire
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"slices"
 
 	"github.com/llmoneapi/llmoneapi/llm"
@@ -94,4 +95,28 @@ func ArgumentsJSON(args string) json.RawMessage {
 	}
 	b, _ := json.Marshal(map[string]string{"arguments": args})
 	return b
+}
+
+// DecodeContent reads a message's content field, which every chat format
+// lets be a string or an array of parts: a non-empty string is returned as
+// one text part, an array decoded into parts; null or absent is neither.
+// what names the array's items in the error for anything else.
+func DecodeContent[T any](raw json.RawMessage, what string) (text []Part, parts []T, err error) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return nil, nil, nil
+	}
+	if raw[0] == '"' {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return nil, nil, err
+		}
+		if s == "" {
+			return nil, nil, nil
+		}
+		return []Part{{Type: PartText, Text: s}}, nil, nil
+	}
+	if err := json.Unmarshal(raw, &parts); err != nil {
+		return nil, nil, errors.New("content must be a string or an array of " + what)
+	}
+	return nil, parts, nil
 }

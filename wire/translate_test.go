@@ -4,35 +4,11 @@ import (
 	"testing"
 
 	"github.com/llmoneapi/llmoneapi/internal/wiretest"
+	"github.com/llmoneapi/llmoneapi/internal/wiretest/codecs"
 	"github.com/llmoneapi/llmoneapi/wire"
 	"github.com/llmoneapi/llmoneapi/wire/anthropic"
-	"github.com/llmoneapi/llmoneapi/wire/gemini"
 	"github.com/llmoneapi/llmoneapi/wire/openai"
 )
-
-// The codecs by format, as the gateway pairs them: a client's format
-// decodes its request and encodes the answer; an upstream's format encodes
-// the request and decodes the answer.
-var codecs = map[string]wiretest.Codec{
-	"openai": {
-		DecodeRequest: openai.DecodeRequest, EncodeRequest: openai.EncodeRequest,
-		DecodeResponse: openai.DecodeResponse, EncodeResponse: openai.EncodeResponse,
-		NewStreamDecoder: func() wiretest.StreamDecoder { return &openai.StreamDecoder{} },
-		NewStreamEncoder: func() wiretest.StreamEncoder { return openai.NewStreamEncoder(false) },
-	},
-	"anthropic": {
-		DecodeRequest: anthropic.DecodeRequest, EncodeRequest: anthropic.EncodeRequest,
-		DecodeResponse: anthropic.DecodeResponse, EncodeResponse: anthropic.EncodeResponse,
-		NewStreamDecoder: func() wiretest.StreamDecoder { return &anthropic.StreamDecoder{} },
-		NewStreamEncoder: func() wiretest.StreamEncoder { return anthropic.NewStreamEncoder() },
-	},
-	"gemini": {
-		DecodeRequest: gemini.DecodeRequest, EncodeRequest: gemini.EncodeRequest,
-		DecodeResponse: gemini.DecodeResponse, EncodeResponse: gemini.EncodeResponse,
-		NewStreamDecoder: func() wiretest.StreamDecoder { return &gemini.StreamDecoder{} },
-		NewStreamEncoder: func() wiretest.StreamEncoder { return gemini.NewStreamEncoder() },
-	},
-}
 
 // translations are the client → upstream pairs the gateway runs, each with
 // a request fixture of the client's format and a response and a stream
@@ -51,7 +27,7 @@ var translations = []struct {
 func TestTranslate(t *testing.T) {
 	for _, tr := range translations {
 		t.Run(tr.client+"-to-"+tr.upstream, func(t *testing.T) {
-			client, upstream := codecs[tr.client], codecs[tr.upstream]
+			client, upstream := codecs.All[tr.client], codecs.All[tr.upstream]
 			dir := "testdata/translate/" + tr.client + "-" + tr.upstream + "/"
 
 			req, err := client.DecodeRequest(wiretest.Read(t, tr.request))

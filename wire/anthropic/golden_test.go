@@ -4,19 +4,10 @@ import (
 	"testing"
 
 	"github.com/llmoneapi/llmoneapi/internal/wiretest"
-	"github.com/llmoneapi/llmoneapi/wire/anthropic"
+	"github.com/llmoneapi/llmoneapi/internal/wiretest/codecs"
 )
 
-var codec = wiretest.Codec{
-	DecodeRequest:    anthropic.DecodeRequest,
-	EncodeRequest:    anthropic.EncodeRequest,
-	DecodeResponse:   anthropic.DecodeResponse,
-	EncodeResponse:   anthropic.EncodeResponse,
-	NewStreamDecoder: func() wiretest.StreamDecoder { return &anthropic.StreamDecoder{} },
-	NewStreamEncoder: func() wiretest.StreamEncoder { return anthropic.NewStreamEncoder() },
-	DecodeError:      anthropic.DecodeError,
-	EncodeError:      anthropic.EncodeError,
-}
+var codec = codecs.All["anthropic"]
 
 func TestGolden(t *testing.T) { wiretest.RunGolden(t, codec) }
 

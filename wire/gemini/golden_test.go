@@ -4,19 +4,10 @@ import (
 	"testing"
 
 	"github.com/llmoneapi/llmoneapi/internal/wiretest"
-	"github.com/llmoneapi/llmoneapi/wire/gemini"
+	"github.com/llmoneapi/llmoneapi/internal/wiretest/codecs"
 )
 
-var codec = wiretest.Codec{
-	DecodeRequest:    gemini.DecodeRequest,
-	EncodeRequest:    gemini.EncodeRequest,
-	DecodeResponse:   gemini.DecodeResponse,
-	EncodeResponse:   gemini.EncodeResponse,
-	NewStreamDecoder: func() wiretest.StreamDecoder { return &gemini.StreamDecoder{} },
-	NewStreamEncoder: func() wiretest.StreamEncoder { return gemini.NewStreamEncoder() },
-	DecodeError:      gemini.DecodeError,
-	EncodeError:      gemini.EncodeError,
-}
+var codec = codecs.All["gemini"]
 
 func TestGolden(t *testing.T) { wiretest.RunGolden(t, codec) }
 

@@ -4,19 +4,10 @@ import (
 	"testing"
 
 	"github.com/llmoneapi/llmoneapi/internal/wiretest"
-	"github.com/llmoneapi/llmoneapi/wire/openai"
+	"github.com/llmoneapi/llmoneapi/internal/wiretest/codecs"
 )
 
-var codec = wiretest.Codec{
-	DecodeRequest:    openai.DecodeRequest,
-	EncodeRequest:    openai.EncodeRequest,
-	DecodeResponse:   openai.DecodeResponse,
-	EncodeResponse:   openai.EncodeResponse,
-	NewStreamDecoder: func() wiretest.StreamDecoder { return &openai.StreamDecoder{} },
-	NewStreamEncoder: func() wiretest.StreamEncoder { return openai.NewStreamEncoder(true) },
-	DecodeError:      openai.DecodeError,
-	EncodeError:      openai.EncodeError,
-}
+var codec = codecs.All["openai"]
 
 func TestGolden(t *testing.T) { wiretest.RunGolden(t, codec) }
 

@@ -280,22 +280,9 @@ func onlyToolResults(m wire.Message) bool {
 // decodeContent reads a message's content: a string, an array of parts, or
 // null.
 func decodeContent(raw json.RawMessage) ([]wire.Part, error) {
-	if len(raw) == 0 || string(raw) == "null" {
-		return nil, nil
-	}
-	if raw[0] == '"' {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return nil, err
-		}
-		if s == "" {
-			return nil, nil
-		}
-		return []wire.Part{{Type: wire.PartText, Text: s}}, nil
-	}
-	var parts []contentPart
-	if err := json.Unmarshal(raw, &parts); err != nil {
-		return nil, errors.New("content must be a string or an array of content parts")
+	text, parts, err := wire.DecodeContent[contentPart](raw, "content parts")
+	if err != nil || parts == nil {
+		return text, err
 	}
 	out := make([]wire.Part, 0, len(parts))
 	for _, p := range parts {

@@ -4,19 +4,10 @@ import (
 	"testing"
 
 	"github.com/llmoneapi/llmoneapi/internal/wiretest"
-	"github.com/llmoneapi/llmoneapi/wire/responses"
+	"github.com/llmoneapi/llmoneapi/internal/wiretest/codecs"
 )
 
-var codec = wiretest.Codec{
-	DecodeRequest:    responses.DecodeRequest,
-	EncodeRequest:    responses.EncodeRequest,
-	DecodeResponse:   responses.DecodeResponse,
-	EncodeResponse:   responses.EncodeResponse,
-	NewStreamDecoder: func() wiretest.StreamDecoder { return &responses.StreamDecoder{} },
-	NewStreamEncoder: func() wiretest.StreamEncoder { return responses.NewStreamEncoder() },
-	DecodeError:      responses.DecodeError,
-	EncodeError:      responses.EncodeError,
-}
+var codec = codecs.All["responses"]
 
 func TestGolden(t *testing.T) { wiretest.RunGolden(t, codec) }
 

@@ -7,35 +7,11 @@ import (
 	"testing"
 
 	"github.com/llmoneapi/llmoneapi/internal/wiretest"
+	"github.com/llmoneapi/llmoneapi/internal/wiretest/codecs"
 	"github.com/llmoneapi/llmoneapi/wire"
 	"github.com/llmoneapi/llmoneapi/wire/anthropic"
-	"github.com/llmoneapi/llmoneapi/wire/gemini"
-	"github.com/llmoneapi/llmoneapi/wire/openai"
 	"github.com/llmoneapi/llmoneapi/wire/responses"
 )
-
-// The other codecs, as the gateway pairs them with this one.
-var others = map[string]wiretest.Codec{
-	"openai": {
-		DecodeRequest: openai.DecodeRequest, EncodeRequest: openai.EncodeRequest,
-		DecodeResponse: openai.DecodeResponse, EncodeResponse: openai.EncodeResponse,
-		NewStreamDecoder: func() wiretest.StreamDecoder { return &openai.StreamDecoder{} },
-		NewStreamEncoder: func() wiretest.StreamEncoder { return openai.NewStreamEncoder(true) },
-	},
-	"anthropic": {
-		DecodeRequest: anthropic.DecodeRequest, EncodeRequest: anthropic.EncodeRequest,
-		DecodeResponse: anthropic.DecodeResponse, EncodeResponse: anthropic.EncodeResponse,
-		NewStreamDecoder: func() wiretest.StreamDecoder { return &anthropic.StreamDecoder{} },
-		NewStreamEncoder: func() wiretest.StreamEncoder { return anthropic.NewStreamEncoder() },
-	},
-	"gemini": {
-		DecodeRequest: gemini.DecodeRequest, EncodeRequest: gemini.EncodeRequest,
-		DecodeResponse: gemini.DecodeResponse, EncodeResponse: gemini.EncodeResponse,
-		NewStreamDecoder: func() wiretest.StreamDecoder { return &gemini.StreamDecoder{} },
-		NewStreamEncoder: func() wiretest.StreamEncoder { return gemini.NewStreamEncoder() },
-	},
-	"responses": codec,
-}
 
 // translations are the client → upstream pairs with this format on one
 // side: a request fixture of the client's format, a response and a stream
@@ -55,7 +31,7 @@ var translations = []struct {
 func TestTranslate(t *testing.T) {
 	for _, tr := range translations {
 		t.Run(tr.client+"-to-"+tr.upstream, func(t *testing.T) {
-			client, upstream := others[tr.client], others[tr.upstream]
+			client, upstream := codecs.All[tr.client], codecs.All[tr.upstream]
 			dir := "testdata/translate/" + tr.client + "-" + tr.upstream + "/"
 
 			req, err := client.DecodeRequest(wiretest.Read(t, tr.request))
@@ -106,7 +82,7 @@ func TestTranslate(t *testing.T) {
 // Codex CLI does, store: false), the Anthropic upstream gets its thinking
 // block back intact.
 func TestReasoningAcrossTurns(t *testing.T) {
-	evs := others["anthropic"].DecodeStream(t, wiretest.Read(t, "../anthropic/testdata/stream/tool_use.sse"))
+	evs := codecs.All["anthropic"].DecodeStream(t, wiretest.Read(t, "../anthropic/testdata/stream/tool_use.sse"))
 	_, data := wiretest.SSE(t, codec.EncodeStream(evs))
 	var final struct {
 		Response struct {
