@@ -179,3 +179,24 @@ func Patch(body []byte, edits ...Edit) []byte {
 	}
 	return append(out, body[at:]...)
 }
+
+// HasValue tells cheaply, by bytes alone, whether some key in data is
+// followed by a colon and a value starting with first: '{' for an object,
+// '"' for a string (not null). key includes its quotes, e.g.
+// []byte(`"usage"`). A key's quotes cannot occur unescaped inside a JSON
+// string, so a hit is a real key, at whatever depth: callers use it to skip
+// decoding the many events that cannot hold what they look for.
+func HasValue(data, key []byte, first byte) bool {
+	for {
+		i := bytes.Index(data, key)
+		if i < 0 {
+			return false
+		}
+		data = bytes.TrimLeft(data[i+len(key):], " \t\r\n")
+		if len(data) > 0 && data[0] == ':' {
+			if rest := bytes.TrimLeft(data[1:], " \t\r\n"); len(rest) > 0 && rest[0] == first {
+				return true
+			}
+		}
+	}
+}

@@ -308,7 +308,7 @@ func (s *openaiStream) Next() (route.StreamEvent, error) {
 		return route.StreamEvent{Data: ev.Raw, Content: true}, nil
 	}
 	out := route.StreamEvent{Data: ev.Raw, More: s.events.Ready()}
-	if !s.finished && hasValue(ev.Data, finishKey, '"') {
+	if !s.finished && llm.HasValue(ev.Data, finishKey, '"') {
 		s.finished, s.content = true, true
 	}
 	if !s.content {
@@ -317,7 +317,7 @@ func (s *openaiStream) Next() (route.StreamEvent, error) {
 	out.Content = s.content
 	// Only chunks with a usage object are parsed; the rest, "usage":null
 	// included, pass untouched.
-	if !hasValue(ev.Data, usageKey, '{') {
+	if !llm.HasValue(ev.Data, usageKey, '{') {
 		return out, nil
 	}
 	usage, noChoices, err := openaiUsage(ev.Data)
@@ -378,24 +378,6 @@ var (
 	usageKey  = []byte(`"usage"`)
 	finishKey = []byte(`"finish_reason"`)
 )
-
-// hasValue tells cheaply whether some key in data is followed by a colon and
-// a value starting with first: '{' for a usage object, '"' for a
-// finish_reason that is not null.
-func hasValue(data, key []byte, first byte) bool {
-	for {
-		i := bytes.Index(data, key)
-		if i < 0 {
-			return false
-		}
-		data = bytes.TrimLeft(data[i+len(key):], " \t\r\n")
-		if len(data) > 0 && data[0] == ':' {
-			if rest := bytes.TrimLeft(data[1:], " \t\r\n"); len(rest) > 0 && rest[0] == first {
-				return true
-			}
-		}
-	}
-}
 
 // Error reads an OpenAI-style error body. Servers that copy the API differ
 // in their errors, so FastAPI's {"detail": ...}, a bare {"message": ...}

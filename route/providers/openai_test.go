@@ -199,8 +199,8 @@ func TestHasUsage(t *testing.T) {
 		`{"choices":[{"delta":{"content":"x"}}]}`: false,
 		`{"usage":null,"x":{"usage":{}}}`:         true, // nested: the parser then finds no top-level usage
 	} {
-		if got := hasValue([]byte(data), usageKey, '{'); got != want {
-			t.Errorf("hasValue(%s, usage) = %v, want %v", data, got, want)
+		if got := llm.HasValue([]byte(data), usageKey, '{'); got != want {
+			t.Errorf("HasValue(%s, usage) = %v, want %v", data, got, want)
 		}
 	}
 }

@@ -1,7 +1,6 @@
 package responses
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 
@@ -17,7 +16,7 @@ var usageKey = []byte(`"usage"`)
 // no decoding, then only the usage object is decoded. It returns nil when
 // there is none.
 func Usage(data []byte) (*llm.Usage, error) {
-	if !hasObject(data, usageKey) {
+	if !llm.HasValue(data, usageKey, '{') {
 		return nil, nil
 	}
 	u, err := usageIn(data, true)
@@ -55,21 +54,4 @@ func usageIn(obj []byte, event bool) (*llm.Usage, error) {
 		return nil
 	})
 	return found, err
-}
-
-// hasObject tells whether data has key with an object for its value, by
-// bytes alone: a key's quotes cannot occur unescaped inside a JSON string.
-func hasObject(data, key []byte) bool {
-	for {
-		i := bytes.Index(data, key)
-		if i < 0 {
-			return false
-		}
-		data = bytes.TrimLeft(data[i+len(key):], " \t\r\n")
-		if len(data) > 0 && data[0] == ':' {
-			if rest := bytes.TrimLeft(data[1:], " \t\r\n"); len(rest) > 0 && rest[0] == '{' {
-				return true
-			}
-		}
-	}
 }
