@@ -32,7 +32,7 @@ func ScanObject(body []byte, visit func(key []byte, value Span) error) error {
 		}
 		key := body[i+1 : end-1]
 		if bytes.IndexByte(key, '\\') >= 0 {
-			unescaped, err := unquote(body[i:end])
+			unescaped, err := Unquote(body[i:end])
 			if err != nil {
 				return fmt.Errorf("bad key at offset %d", i)
 			}

@@ -192,7 +192,7 @@ func ParseRequest(body []byte) (*Request, *Error) {
 			if val[0] != '"' {
 				return &fieldError{"model", "must be a string"}
 			}
-			m, err := unquote(val)
+			m, err := Unquote(val)
 			if err != nil {
 				return err
 			}
@@ -243,7 +243,9 @@ type fieldError struct{ field, problem string }
 
 func (e *fieldError) Error() string { return e.field + " " + e.problem }
 
-func unquote(s []byte) (string, error) {
+// Unquote returns the text of a JSON string literal s (quotes included),
+// without decoding when it holds no escapes.
+func Unquote(s []byte) (string, error) {
 	if bytes.IndexByte(s, '\\') < 0 {
 		return string(s[1 : len(s)-1]), nil
 	}

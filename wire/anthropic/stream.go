@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
+	"unicode/utf8"
 
 	"github.com/llmoneapi/llmoneapi/llm"
 	"github.com/llmoneapi/llmoneapi/wire"
@@ -49,6 +51,14 @@ func (d *StreamDecoder) Decode(dst []wire.Event, data []byte) ([]wire.Event, err
 	if len(data) == 0 {
 		return dst, nil
 	}
+	if ev, ok := d.fastDelta(data); ok {
+		return append(dst, ev), nil
+	}
+	return d.decodeFull(dst, data)
+}
+
+// decodeFull decodes any event with encoding/json.
+func (d *StreamDecoder) decodeFull(dst []wire.Event, data []byte) ([]wire.Event, error) {
 	var ev streamEvent
 	if err := json.Unmarshal(data, &ev); err != nil {
 		return dst, fmt.Errorf("anthropic: decode stream event: %w", err)
@@ -134,6 +144,58 @@ func (d *StreamDecoder) Decode(dst []wire.Event, data []byte) ([]wire.Event, err
 	}
 	// ping, content_block_stop and unknown future events carry nothing.
 	return dst, nil
+}
+
+// fastDelta reads a text, thinking or tool-argument delta, most of a
+// stream's events, by scanning instead of decoding. It reports false for
+// anything else, which Decode then decodes in full.
+func (d *StreamDecoder) fastDelta(data []byte) (wire.Event, bool) {
+	var typ, index, dl []byte
+	if llm.ScanObject(data, func(key []byte, v llm.Span) error {
+		switch string(key) {
+		case "type":
+			typ = data[v.Start:v.End]
+		case "index":
+			index = data[v.Start:v.End]
+		case "delta":
+			dl = data[v.Start:v.End]
+		}
+		return nil
+	}) != nil || string(typ) != `"content_block_delta"` || dl == nil {
+		return wire.Event{}, false
+	}
+	n, err := strconv.Atoi(string(index))
+	if err != nil {
+		return wire.Event{}, false
+	}
+	var kind, text []byte
+	if llm.ScanObject(dl, func(key []byte, v llm.Span) error {
+		switch string(key) {
+		case "type":
+			kind = dl[v.Start:v.End]
+		case "text", "thinking", "partial_json":
+			text = dl[v.Start:v.End]
+		}
+		return nil
+	}) != nil || len(text) < 2 || text[0] != '"' || !utf8.Valid(text) {
+		// encoding/json would replace invalid UTF-8: leave it to it.
+		return wire.Event{}, false
+	}
+	t, err := llm.Unquote(text)
+	if err != nil {
+		return wire.Event{}, false
+	}
+	switch string(kind) {
+	case `"text_delta"`:
+		return wire.Event{Type: wire.EventTextDelta, Text: t}, true
+	case `"thinking_delta"`:
+		return wire.Event{Type: wire.EventReasoningDelta, Text: t}, true
+	case `"input_json_delta"`:
+		if call, ok := d.tools[n]; ok && t != "" {
+			return wire.Event{Type: wire.EventToolCallDelta, Index: call, Text: t}, true
+		}
+	}
+	return wire.Event{}, false
 }
 
 // StreamEncoder writes a Messages stream for a client: the full event
