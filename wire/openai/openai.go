@@ -431,14 +431,12 @@ func encodeMessage(m wire.Message) ([]message, []string) {
 					dropped = wire.Note(dropped, "tool_call.signature")
 				}
 			case wire.PartReasoning:
-				// Thinking from another provider cannot be sent back to it
-				// through this format; reasoning_content is the text only.
-				if !p.Redacted {
-					out.ReasoningContent += p.Text
-				}
-				if p.Signature != "" {
-					dropped = wire.Note(dropped, "reasoning.signature")
-				}
+				// Earlier turns' thinking is not sent upstream: OpenAI's
+				// chat format has no field for it, servers that answer
+				// with reasoning_content refuse it back (DeepSeek: 400),
+				// and another provider's signed thinking means nothing
+				// here.
+				dropped = wire.Note(dropped, "reasoning")
 			default:
 				rest = append(rest, p)
 			}
