@@ -119,3 +119,22 @@ func TestPartialUsage(t *testing.T) {
 		t.Fatalf("%d stats lines for 2 calls", n)
 	}
 }
+
+// TestLargeAnswerRelayed: an unstreamed answer over the gateway's 1 MiB hold
+// passes through whole, as it comes, and its usage is read from its end.
+func TestLargeAnswerRelayed(t *testing.T) {
+	const chunks = 300_000 // about 2.4 MB of content
+	fake := &fakellm.Server{APIKey: upstreamKey, Behavior: fakellm.Behavior{Chunks: chunks}}
+	g := start(t, fake, teamSite)
+	resp, err := client(g, "sk-team-alice").Chat.Completions.New(context.Background(), chat("gpt-4o-mini", "a long answer"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(resp.Choices[0].Message.Content); n < 2<<20 || !strings.HasSuffix(resp.Choices[0].Message.Content, "chunk299999") {
+		t.Fatalf("answer of %d bytes ending %q", n, resp.Choices[0].Message.Content[max(0, n-20):])
+	}
+	line := g.LastStats(t, 1)
+	if line["usage_source"] != "upstream" || line["completion_tokens"] != float64(chunks) || line["status"] != float64(200) {
+		t.Fatalf("stats log %v", line)
+	}
+}

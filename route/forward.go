@@ -21,8 +21,13 @@ import (
 const (
 	// maxErrorBody bounds how much of an upstream error body is read.
 	maxErrorBody = 1 << 20
-	// maxResponseBody bounds an unstreamed upstream answer.
+	// maxResponseBody bounds an unstreamed upstream answer the gateway
+	// holds whole; holdMax is as much as it holds of one it passes through
+	// unchanged (see Relayer) before relaying the rest as it comes.
 	maxResponseBody = 64 << 20
+	holdMax         = 1 << 20
+	// tailMax is how much of a relayed answer's end is kept for its usage.
+	tailMax = 64 << 10
 	// maxHeld bounds the events held back before a stream's first content
 	// event; past it the stream is committed anyway.
 	maxHeld = 1 << 20
@@ -71,6 +76,9 @@ type try struct {
 	// sent is what a relayed stream sent, for counting usage the
 	// upstream did not report.
 	sent sent
+	// large is the provider of an unstreamed answer too large to hold:
+	// body holds its start, resp the rest.
+	large Relayer
 }
 
 // chain returns the models a call may be served by: the model asked for,
@@ -272,7 +280,17 @@ func (h *Handler) try(ctx context.Context, m *Model, u *Upstream, endpoint llm.E
 		t.idle.arm()
 		return t.succeed()
 	}
-	body, err := llm.ReadAll(resp.Body, maxResponseBody)
+	body, err := io.ReadAll(io.LimitReader(resp.Body, holdMax+1))
+	if err == nil && len(body) > holdMax {
+		if rl, ok := provider.(Relayer); ok && rl.Relays(t.x) {
+			// Too large to hold: relayed as it comes (relayLarge).
+			t.body, t.resp, t.large = body, resp, rl
+			return t.succeed()
+		}
+		var rest []byte
+		rest, err = llm.ReadAll(resp.Body, maxResponseBody-holdMax-1)
+		body = append(body, rest...)
+	}
 	resp.Body.Close()
 	if err != nil {
 		return t.fail(t.brokenOutcome(OutcomeConnectError), err)
@@ -491,6 +509,10 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, call *llm.Call, 
 	if t.usage != nil {
 		call.Usage, call.UsageSource = *t.usage, llm.UsageUpstream
 	}
+	if t.large != nil {
+		h.relayLarge(w, r, call, t)
+		return
+	}
 	if t.stream == nil {
 		defer t.finish(OutcomeOK)
 		call.Status = t.status
@@ -518,6 +540,71 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, call *llm.Call, 
 	settleStream(call, t, outcome == OutcomeOK)
 	t.sent.release()
 }
+
+// relayLarge sends an unstreamed answer too large to hold as it arrives,
+// and reads its usage from its last bytes. Once part of it is sent nothing
+// can be retried: a failure cuts the answer short, and the record says so.
+func (h *Handler) relayLarge(w http.ResponseWriter, r *http.Request, call *llm.Call, t *try) {
+	hdr := w.Header()
+	hdr.Set("Content-Type", "application/json")
+	hdr.Del("Content-Length")
+	if n := t.resp.ContentLength; n > 0 {
+		hdr.Set("Content-Length", strconv.FormatInt(n, 10))
+	}
+	w.WriteHeader(t.status)
+	call.Status = t.status
+	call.TTFT = time.Since(call.Start)
+	tw := &tailWriter{w: w}
+	_, err := tw.Write(t.body)
+	if err == nil {
+		_, err = io.Copy(tw, t.resp.Body)
+	}
+	outcome := OutcomeOK
+	switch {
+	case tw.err != nil || (err != nil && r.Context().Err() != nil):
+		h.clientGone(call)
+		outcome = OutcomeClientGone
+	case err != nil:
+		e := llm.Errorf(http.StatusBadGateway, llm.TypeUpstream, "upstream_stream_broken",
+			"the upstream serving model '%s' broke off its answer; the answer is incomplete", call.Model)
+		call.Truncated = true
+		call.Error, call.ErrorCode = e.Message, e.Code
+		call.Attempts[len(call.Attempts)-1].Outcome = string(OutcomeTruncated)
+		outcome = OutcomeTruncated
+		h.logger.Warn("upstream broke off an answer after the client got part of it",
+			zap.String("request_id", call.ID), zap.String("model", t.model.Name),
+			zap.String("upstream", t.up.id), zap.Error(err))
+	}
+	if u := t.large.TailUsage(t.x, tw.tail()); u != nil {
+		call.Usage, call.UsageSource = *u, llm.UsageUpstream
+	}
+	t.finish(outcome)
+}
+
+// tailWriter writes to w and keeps the last tailMax bytes written.
+type tailWriter struct {
+	w   io.Writer
+	buf []byte
+	err error // the first write error: the client is gone
+}
+
+func (tw *tailWriter) Write(p []byte) (int, error) {
+	n, err := tw.w.Write(p)
+	if err != nil && tw.err == nil {
+		tw.err = err
+	}
+	if n >= tailMax {
+		tw.buf = append(tw.buf[:0], p[n-tailMax:n]...)
+		return n, err
+	}
+	tw.buf = append(tw.buf, p[:n]...)
+	if len(tw.buf) > 2*tailMax {
+		tw.buf = append(tw.buf[:0], tw.buf[len(tw.buf)-tailMax:]...)
+	}
+	return n, err
+}
+
+func (tw *tailWriter) tail() []byte { return tw.buf[max(0, len(tw.buf)-tailMax):] }
 
 // relayStream sends a committed stream event by event, flushing each at
 // once unless the next is already at hand (then one flush covers both).

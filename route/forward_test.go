@@ -1,10 +1,13 @@
 package route
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/caddyserver/caddy/v2"
@@ -58,5 +61,64 @@ func TestRelayStreamErrorEvent(t *testing.T) {
 	if !call.Truncated || call.ErrorCode != "upstream_stream_broken" || call.Attempts[0].Outcome != "truncated" ||
 		tr.up.InFlight() != 0 || tr.up.state.failures != 1 {
 		t.Fatalf("call %+v, in flight %d", call, tr.up.InFlight())
+	}
+}
+
+// tailUsage is a Relayer that reads a usage made of the tail's length.
+type tailUsage struct{}
+
+func (tailUsage) Relays(*Exchange) bool { return true }
+func (tailUsage) TailUsage(_ *Exchange, tail []byte) *llm.Usage {
+	return &llm.Usage{CompletionTokens: int64(len(tail))}
+}
+
+// brokenBody yields n bytes, then fails.
+type brokenBody struct{ n int }
+
+func (b *brokenBody) Read(p []byte) (int, error) {
+	if b.n == 0 {
+		return 0, errors.New("connection reset")
+	}
+	k := min(len(p), b.n)
+	b.n -= k
+	return k, nil
+}
+func (*brokenBody) Close() error { return nil }
+
+// TestRelayLarge: an answer too large to hold is sent whole as it comes,
+// its usage read from the last tailMax bytes; one that breaks off is cut,
+// and the call and its attempt say so.
+func TestRelayLarge(t *testing.T) {
+	for _, broken := range []bool{false, true} {
+		h := &Handler{logger: zap.NewNop()}
+		w := httptest.NewRecorder()
+		r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", nil)
+		r = caddyhttp.PrepareRequest(r, caddy.NewReplacer(), w, &caddyhttp.Server{})
+		call := llm.CallFrom(r)
+		call.Attempts = []llm.Attempt{{Outcome: string(OutcomeOK)}}
+		ctx, cancel := context.WithCancelCause(context.Background())
+		t.Cleanup(func() { cancel(nil) })
+		rest := io.NopCloser(strings.NewReader(strings.Repeat("y", 3*tailMax)))
+		if broken {
+			rest = &brokenBody{n: 1000}
+		}
+		tr := &try{
+			model: &Model{Name: "m"}, up: &Upstream{id: "test", state: new(health)}, status: 200,
+			ctx: ctx, cancel: cancel, body: bytes.Repeat([]byte("x"), holdMax+1),
+			resp: &http.Response{Body: rest, ContentLength: -1}, large: tailUsage{},
+			x: &Exchange{Endpoint: llm.EndpointChat, Request: &llm.Request{}, Model: "m"},
+		}
+		tr.up.state.inFlight.Add(1)
+		h.relay(w, r, call, tr)
+		want := holdMax + 1 + 3*tailMax
+		if broken {
+			want = holdMax + 1 + 1000
+		}
+		if w.Body.Len() != want || w.Code != 200 || call.Usage.CompletionTokens != tailMax || tr.up.InFlight() != 0 {
+			t.Fatalf("broken %v: %d bytes, status %d, usage %+v", broken, w.Body.Len(), w.Code, call.Usage)
+		}
+		if broken != call.Truncated || broken != (call.Attempts[0].Outcome == string(OutcomeTruncated)) {
+			t.Fatalf("broken %v: call %+v", broken, call)
+		}
 	}
 }

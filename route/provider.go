@@ -66,6 +66,19 @@ type Redoer interface {
 	Redo(x *Exchange, status int, body []byte) bool
 }
 
+// Relayer is implemented by providers that pass some unstreamed answers to
+// the client unchanged (Response returns the body it is given). An answer
+// too large to hold (over 1 MiB) is then relayed as it arrives, in constant
+// memory, as bare reverse proxying does, and its usage read from its last
+// bytes; Response is not called for it.
+type Relayer interface {
+	// Relays reports whether Response passes x's answer through unchanged.
+	Relays(x *Exchange) bool
+	// TailUsage reads the usage out of the last bytes of such an answer
+	// (up to 64 KiB of it), nil when they hold none.
+	TailUsage(x *Exchange, tail []byte) *llm.Usage
+}
+
 // Answerer is implemented by providers that answer some calls themselves,
 // without their upstream: a token count (/v1/messages/count_tokens)
 // estimated with a tokenizer for an upstream that has no such endpoint.

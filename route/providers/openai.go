@@ -234,6 +234,32 @@ func (c *openaiCompat) Response(x *route.Exchange, body []byte) ([]byte, *llm.Us
 	return body, usage, nil
 }
 
+// Relays says which answers Response passes through unchanged: those of
+// OpenAI's own chat, completions and embeddings endpoints.
+func (openaiCompat) Relays(x *route.Exchange) bool {
+	_, ok := openaiPaths[x.Endpoint]
+	return ok
+}
+
+// TailUsage reads the usage object of an answer from its last bytes: OpenAI
+// writes it after the choices or the embeddings, so it is the last one.
+func (openaiCompat) TailUsage(_ *route.Exchange, tail []byte) *llm.Usage {
+	i := bytes.LastIndex(tail, usageKey)
+	if i < 0 || !llm.HasValue(tail[i:], usageKey, '{') {
+		return nil
+	}
+	rest := tail[i+len(usageKey):]
+	rest = rest[bytes.IndexByte(rest, '{'):]
+	usage := new(llm.Usage)
+	if json.NewDecoder(bytes.NewReader(rest)).Decode(usage) != nil {
+		return nil
+	}
+	if usage.TotalTokens == 0 {
+		usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
+	}
+	return usage
+}
+
 // openaiUsage reads the top-level usage of a response or chunk, and tells
 // whether the chunk has an empty choices list (the usage-only chunk).
 func openaiUsage(body []byte) (usage *llm.Usage, noChoices bool, err error) {

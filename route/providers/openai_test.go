@@ -301,3 +301,17 @@ func TestHasContent(t *testing.T) {
 		}
 	}
 }
+
+// TestTailUsage: the usage of a large answer is the last usage object of
+// its end; an end without one has none.
+func TestTailUsage(t *testing.T) {
+	var c openaiCompat
+	tail := []byte(`..."content":"say \"usage\": {1}"},"finish_reason":"stop"}],"usage":{"prompt_tokens":7,"completion_tokens":9000}}`)
+	u := c.TailUsage(nil, tail)
+	if u == nil || u.PromptTokens != 7 || u.CompletionTokens != 9000 || u.TotalTokens != 9007 {
+		t.Fatalf("usage %+v", u)
+	}
+	if u := c.TailUsage(nil, []byte(`..."finish_reason":"stop"}],"usage":null}`)); u != nil {
+		t.Fatalf("usage %+v from a null", u)
+	}
+}
