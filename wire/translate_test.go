@@ -13,68 +13,14 @@ import (
 // translations are the client → upstream pairs the gateway runs, each with
 // a request fixture of the client's format and a response and a stream
 // fixture of the upstream's.
-var translations = []struct {
-	client, upstream, request, response, stream string
-}{
-	{"openai", "anthropic", "openai/testdata/request/tools.json", "anthropic/testdata/response/tool_use.json", "anthropic/testdata/stream/tool_use.sse"},
-	{"openai", "gemini", "openai/testdata/request/chat.json", "gemini/testdata/response/function_call.json", "gemini/testdata/stream/function_call.sse"},
-	{"anthropic", "openai", "anthropic/testdata/request/agent.json", "openai/testdata/response/tool_calls.json", "openai/testdata/stream/tools.sse"},
-	{"anthropic", "gemini", "anthropic/testdata/request/vision.json", "gemini/testdata/response/max_tokens.json", "gemini/testdata/stream/function_call.sse"},
+var translations = []codecs.Translation{
+	{Client: "openai", Upstream: "anthropic", Request: "openai/testdata/request/tools.json", Response: "anthropic/testdata/response/tool_use.json", Stream: "anthropic/testdata/stream/tool_use.sse"},
+	{Client: "openai", Upstream: "gemini", Request: "openai/testdata/request/chat.json", Response: "gemini/testdata/response/function_call.json", Stream: "gemini/testdata/stream/function_call.sse"},
+	{Client: "anthropic", Upstream: "openai", Request: "anthropic/testdata/request/agent.json", Response: "openai/testdata/response/tool_calls.json", Stream: "openai/testdata/stream/tools.sse"},
+	{Client: "anthropic", Upstream: "gemini", Request: "anthropic/testdata/request/vision.json", Response: "gemini/testdata/response/max_tokens.json", Stream: "gemini/testdata/stream/function_call.sse"},
 }
 
-// TestTranslate runs each client format's fixtures through each upstream
-// format and back, against golden files in testdata/translate.
-func TestTranslate(t *testing.T) {
-	for _, tr := range translations {
-		t.Run(tr.client+"-to-"+tr.upstream, func(t *testing.T) {
-			client, upstream := codecs.All[tr.client], codecs.All[tr.upstream]
-			dir := "testdata/translate/" + tr.client + "-" + tr.upstream + "/"
-
-			req, err := client.DecodeRequest(wiretest.Read(t, tr.request))
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Model = "upstream-model"
-			body, dropped, err := upstream.EncodeRequest(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			wiretest.Golden(t, dir+"request.json", wiretest.JSON(t, map[string]any{
-				"body": rawJSON(body), "dropped_by_client_codec": req.Dropped, "dropped_by_upstream_codec": dropped,
-			}))
-
-			resp, err := upstream.DecodeResponse(wiretest.Read(t, tr.response))
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Formats without a creation time get the time of
-			// translation; a fixed one keeps the golden files stable.
-			const created = 1780009999
-			if resp.Created == 0 {
-				resp.Created = created
-			}
-			out, err := client.EncodeResponse(resp)
-			if err != nil {
-				t.Fatal(err)
-			}
-			wiretest.Golden(t, dir+"response.json", out)
-
-			evs := upstream.DecodeStream(t, wiretest.Read(t, tr.stream))
-			if evs[0].Created == 0 {
-				evs[0].Created = created
-			}
-			stream := client.EncodeStream(evs)
-			wiretest.Golden(t, dir+"stream.sse", stream)
-			// What the client gets must read back as a whole stream in
-			// its own format.
-			client.DecodeStream(t, stream)
-		})
-	}
-}
-
-type rawJSON []byte
-
-func (r rawJSON) MarshalJSON() ([]byte, error) { return r, nil }
+func TestTranslate(t *testing.T) { codecs.RunTranslations(t, translations) }
 
 // BenchmarkTranslated is the cost of the translated path per call: an
 // OpenAI client's request to an Anthropic upstream, and the upstream's

@@ -16,65 +16,15 @@ import (
 // translations are the client → upstream pairs with this format on one
 // side: a request fixture of the client's format, a response and a stream
 // fixture of the upstream's.
-var translations = []struct {
-	client, upstream, request, response, stream string
-}{
-	{"responses", "openai", "testdata/request/codex.json", "../openai/testdata/response/tool_calls.json", "../openai/testdata/stream/tools.sse"},
-	{"responses", "anthropic", "testdata/request/codex.json", "../anthropic/testdata/response/tool_use.json", "../anthropic/testdata/stream/tool_use.sse"},
-	{"responses", "gemini", "testdata/request/simple.json", "../gemini/testdata/response/function_call.json", "../gemini/testdata/stream/function_call.sse"},
-	{"openai", "responses", "../openai/testdata/request/tools.json", "testdata/response/function_call.json", "testdata/stream/text.sse"},
-	{"anthropic", "responses", "../anthropic/testdata/request/agent.json", "testdata/response/text.json", "testdata/stream/function_call.sse"},
+var translations = []codecs.Translation{
+	{Client: "responses", Upstream: "openai", Request: "testdata/request/codex.json", Response: "../openai/testdata/response/tool_calls.json", Stream: "../openai/testdata/stream/tools.sse"},
+	{Client: "responses", Upstream: "anthropic", Request: "testdata/request/codex.json", Response: "../anthropic/testdata/response/tool_use.json", Stream: "../anthropic/testdata/stream/tool_use.sse"},
+	{Client: "responses", Upstream: "gemini", Request: "testdata/request/simple.json", Response: "../gemini/testdata/response/function_call.json", Stream: "../gemini/testdata/stream/function_call.sse"},
+	{Client: "openai", Upstream: "responses", Request: "../openai/testdata/request/tools.json", Response: "testdata/response/function_call.json", Stream: "testdata/stream/text.sse"},
+	{Client: "anthropic", Upstream: "responses", Request: "../anthropic/testdata/request/agent.json", Response: "testdata/response/text.json", Stream: "testdata/stream/function_call.sse"},
 }
 
-// TestTranslate runs each client format's fixtures through each upstream
-// format and back, against golden files in testdata/translate.
-func TestTranslate(t *testing.T) {
-	for _, tr := range translations {
-		t.Run(tr.client+"-to-"+tr.upstream, func(t *testing.T) {
-			client, upstream := codecs.All[tr.client], codecs.All[tr.upstream]
-			dir := "testdata/translate/" + tr.client + "-" + tr.upstream + "/"
-
-			req, err := client.DecodeRequest(wiretest.Read(t, tr.request))
-			if err != nil {
-				t.Fatal(err)
-			}
-			req.Model = "upstream-model"
-			body, dropped, err := upstream.EncodeRequest(req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			wiretest.Golden(t, dir+"request.json", wiretest.JSON(t, map[string]any{
-				"body": json.RawMessage(body), "dropped_by_client_codec": req.Dropped, "dropped_by_upstream_codec": dropped,
-			}))
-
-			resp, err := upstream.DecodeResponse(wiretest.Read(t, tr.response))
-			if err != nil {
-				t.Fatal(err)
-			}
-			// Formats without a creation time get the time of
-			// translation; a fixed one keeps the golden files stable.
-			const created = 1780009999
-			if resp.Created == 0 {
-				resp.Created = created
-			}
-			out, err := client.EncodeResponse(resp)
-			if err != nil {
-				t.Fatal(err)
-			}
-			wiretest.Golden(t, dir+"response.json", out)
-
-			evs := upstream.DecodeStream(t, wiretest.Read(t, tr.stream))
-			if evs[0].Created == 0 {
-				evs[0].Created = created
-			}
-			stream := client.EncodeStream(evs)
-			wiretest.Golden(t, dir+"stream.sse", stream)
-			// What the client gets must read back as a whole stream in
-			// its own format.
-			client.DecodeStream(t, stream)
-		})
-	}
-}
+func TestTranslate(t *testing.T) { codecs.RunTranslations(t, translations) }
 
 // TestReasoningAcrossTurns: a Responses client served by an Anthropic
 // upstream gets the thinking as a reasoning item with its signature as the
