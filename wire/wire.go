@@ -148,6 +148,16 @@ type ToolChoice struct {
 	DisableParallel bool `json:"disable_parallel,omitempty"`
 }
 
+// WithoutParallel returns c, or an auto choice when c is nil, allowing at
+// most one call per turn (OpenAI's "parallel_tool_calls": false).
+func (c *ToolChoice) WithoutParallel() *ToolChoice {
+	if c == nil {
+		c = &ToolChoice{Mode: ToolAuto}
+	}
+	c.DisableParallel = true
+	return c
+}
+
 // Reasoning asks a reasoning model to think before it answers.
 type Reasoning struct {
 	// Effort is OpenAI's reasoning effort: "minimal", "low", "medium",

@@ -160,10 +160,7 @@ func DecodeRequest(body []byte) (*wire.Request, error) {
 		return nil, err
 	}
 	if in.ParallelToolCalls != nil && !*in.ParallelToolCalls {
-		if out.ToolChoice == nil {
-			out.ToolChoice = &wire.ToolChoice{Mode: wire.ToolAuto}
-		}
-		out.ToolChoice.DisableParallel = true
+		out.ToolChoice = out.ToolChoice.WithoutParallel()
 	}
 	if err := decodeMessages(in.Messages, out); err != nil {
 		return nil, err

@@ -270,10 +270,7 @@ func DecodeRequest(body []byte) (*wire.Request, error) {
 		return nil, err
 	}
 	if in.ParallelToolCalls != nil && !*in.ParallelToolCalls {
-		if out.ToolChoice == nil {
-			out.ToolChoice = &wire.ToolChoice{Mode: wire.ToolAuto}
-		}
-		out.ToolChoice.DisableParallel = true
+		out.ToolChoice = out.ToolChoice.WithoutParallel()
 	}
 	if err := decodeInput(in.Input, out); err != nil {
 		return nil, err
