@@ -114,8 +114,8 @@ type Model struct {
 	streamIdle  time.Duration
 	// holdStream: commit streams at their first content event.
 	holdStream bool
-	timeout     time.Duration
-	probeEvery  time.Duration
+	timeout    time.Duration
+	probeEvery time.Duration
 }
 
 // Provision checks the model's settings, loads its policy and provisions
