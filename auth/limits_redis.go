@@ -22,11 +22,15 @@ func init() {
 
 // RedisCounters keeps the limit counters in Redis, shared by every instance
 // that names the same server and prefix, so that a fleet holds one set of
-// limits. Each limit check is one Lua script run (one round trip, atomic:
-// every counter of the check is tested and changed together, never read and
-// then written). Settlements and slot releases after a response are queued
-// and sent in batches, off the request's path, and retried while Redis is
-// unreachable (as long as their window lasts).
+// limits. Each limit check is one Lua script run (atomic: every counter of
+// the check is tested and changed together, never read and then written).
+// A check goes to Redis at once when no other is on its way; the checks
+// that arrive meanwhile share the next round trip, a pipeline of their
+// script runs, which Redis runs one by one in arrival order. So no check
+// waits for a timer, and under load many share the cost of a round trip
+// (the write, waking Redis up). Settlements and slot releases after a
+// response are queued and sent in batches, off the request's path, and
+// retried while Redis is unreachable (as long as their window lasts).
 //
 // When Redis does not answer within Timeout, the check fails and llm_auth
 // applies on_store_error; for the next second checks fail at once instead
@@ -73,6 +77,8 @@ const (
 	redisQueue = 16384
 	// redisBatch is the most calls' settlements sent in one script run.
 	redisBatch = 64
+	// redisTakeBatch is the most checks sent in one pipeline.
+	redisTakeBatch = 64
 	// flushTimeout bounds a settlement run, and the flush of the queue
 	// when the last config using it is unloaded.
 	flushTimeout = 2 * time.Second
@@ -102,7 +108,9 @@ func (rc *RedisCounters) Provision(ctx caddy.Context) error {
 			return nil, err
 		}
 		s := &redisShared{client: client, url: url, prefix: rc.Prefix, logger: rc.logger,
-			queue: make(chan []Op, redisQueue), stop: make(chan struct{}), done: make(chan struct{})}
+			takes: make(chan *take, redisTakeBatch), queue: make(chan []Op, redisQueue),
+			stop: make(chan struct{}), done: make(chan struct{})}
+		go s.takeLoop()
 		go s.giveLoop()
 		return s, nil
 	})
@@ -130,24 +138,24 @@ func (rc *RedisCounters) Cleanup() error {
 	return nil
 }
 
-// Take implements Counters with one script run.
+// Take implements Counters with one script run, sent by a takeLoop.
 func (rc *RedisCounters) Take(ctx context.Context, now time.Time, ops []Op, values []int64) (bool, error) {
 	s := rc.shared
 	if until := s.downUntil.Load(); now.UnixNano() < until {
 		return false, fmt.Errorf("%w: redis %s failed a moment ago; trying again in %v",
 			ErrStoreUnavailable, redisdb.Redact(s.url), time.Duration(until-now.UnixNano()).Round(time.Millisecond))
 	}
-	keys := make([]string, len(ops))
-	args := make([]any, 1, 1+4*len(ops))
-	args[0] = now.UnixMilli()
+	t := takePool.Get().(*take)
+	t.args = append(t.args[:0], "evalsha", takeHash, len(ops))
+	for i := range ops {
+		t.args = append(t.args, s.prefix+ops[i].Name)
+	}
+	t.args = append(t.args, now.UnixMilli())
 	for i := range ops {
 		op := &ops[i]
-		keys[i] = s.prefix + op.Name
-		args = append(args, op.Add, op.Limit, unixMilli(op.Expires), op.Slot)
+		t.args = append(t.args, op.Add, op.Limit, unixMilli(op.Expires), op.Slot)
 	}
-	tctx, cancel := context.WithTimeout(ctx, time.Duration(rc.Timeout))
-	defer cancel()
-	res, err := takeScript.Run(tctx, s.client, keys, args...).Int64Slice()
+	res, err := s.send(ctx, t, time.Duration(rc.Timeout))
 	if err == nil && len(res) != len(ops)+1 {
 		err = fmt.Errorf("the take script answered %d values for %d counters", len(res), len(ops))
 	}
@@ -161,6 +169,41 @@ func (rc *RedisCounters) Take(ctx context.Context, now time.Time, ops []Op, valu
 	copy(values, res[1:])
 	return res[0] == 1, nil
 }
+
+// send hands t to a takeLoop and waits for its answer, at most timeout: the
+// takeLoop also bounds the round trip by it, but go-redis does not heed it
+// everywhere (a new connection's handshake). A check given up on stays with
+// its takeLoop, which still answers it, so only an answered one goes back
+// to the pool.
+func (s *redisShared) send(ctx context.Context, t *take, timeout time.Duration) ([]int64, error) {
+	t.deadline = time.Now().Add(timeout)
+	t.timer.Reset(timeout)
+	select {
+	case s.takes <- t:
+		select {
+		case <-t.done:
+			t.timer.Stop()
+			res, err := t.res, t.err
+			clear(t.args) // let go of the keys while pooled
+			t.res, t.err = nil, nil
+			takePool.Put(t)
+			return res, err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-t.timer.C:
+		case <-s.stop:
+			return nil, errUnloaded
+		}
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-t.timer.C:
+	case <-s.stop:
+		return nil, errUnloaded
+	}
+	return nil, fmt.Errorf("no answer within %v: %w", timeout, context.DeadlineExceeded)
+}
+
+var errUnloaded = errors.New("the store was unloaded")
 
 // Give implements Counters: the ops join the settlement queue. When the
 // queue is full (Redis has been down a long while) they are dropped and
@@ -215,21 +258,137 @@ type redisShared struct {
 	logger    *zap.Logger
 	downUntil atomic.Int64 // unix ns until which checks fail at once
 
+	takes     chan *take
 	queue     chan []Op
-	stop      chan struct{}
-	done      chan struct{}
+	stop      chan struct{} // closed by Destruct: the loops end
+	done      chan struct{} // closed when the giveLoop has flushed
 	dropMu    sync.Mutex
 	lastDrop  time.Time
 	dropCount int
 }
 
 // Destruct flushes what it can of the queue, for at most flushTimeout, and
-// closes the client.
+// closes the client. Checks still in flight end with it, with an error.
 func (s *redisShared) Destruct() error {
 	close(s.stop)
 	<-s.done
 	redisdb.Release(s.url)
 	return nil
+}
+
+// take is one limit check on its way to Redis and back.
+type take struct {
+	args     []any // of the EVALSHA command
+	deadline time.Time
+	res      []int64
+	err      error
+	done     chan struct{} // receives once the check is answered
+	timer    *time.Timer   // stopped while pooled
+}
+
+var takePool = sync.Pool{New: func() any {
+	t := &take{done: make(chan struct{}, 1), timer: time.NewTimer(time.Hour)}
+	t.timer.Stop()
+	return t
+}}
+
+// takeHash is takeScript's hash, boxed once rather than per check.
+var takeHash any = takeScript.Hash()
+
+// takeLoop sends the checks: the first that comes goes at once, with every
+// other already waiting (up to redisTakeBatch) in the same pipeline. One
+// pipeline in flight at a time: with two or four (BenchmarkLimitCheckParallel)
+// batches were smaller and each check cost more CPU, for no more checks a
+// second on two cores.
+func (s *redisShared) takeLoop() {
+	pipe := s.client.Pipeline()
+	batch := make([]*take, 0, redisTakeBatch)
+	cmds := make([]*redis.IntSliceCmd, 0, redisTakeBatch)
+	for {
+		select {
+		case t := <-s.takes:
+			batch = append(batch[:0], t)
+		case <-s.stop:
+			return
+		}
+	drain:
+		for len(batch) < redisTakeBatch {
+			select {
+			case t := <-s.takes:
+				batch = append(batch, t)
+			default:
+				break drain
+			}
+		}
+		cmds = s.runTakes(pipe, batch, cmds[:0])
+		clear(batch)
+		clear(cmds)
+	}
+}
+
+// runTakes sends the checks of batch in one pipeline, and answers each. The
+// pipeline's deadline is the earliest of theirs; a check whose deadline has
+// passed while it waited is not sent.
+func (s *redisShared) runTakes(pipe redis.Pipeliner, batch []*take, cmds []*redis.IntSliceCmd) []*redis.IntSliceCmd {
+	now := time.Now()
+	var deadline time.Time
+	live := batch[:0]
+	for _, t := range batch {
+		if !now.Before(t.deadline) {
+			t.err = context.DeadlineExceeded
+			t.done <- struct{}{}
+			continue
+		}
+		if deadline.IsZero() || t.deadline.Before(deadline) {
+			deadline = t.deadline
+		}
+		live = append(live, t)
+	}
+	if len(live) == 0 {
+		return cmds
+	}
+	ctx, cancel := context.WithDeadline(context.Background(), deadline)
+	defer cancel()
+	for _, t := range live {
+		cmd := redis.NewIntSliceCmd(ctx, t.args...)
+		cmds = append(cmds, cmd)
+		_ = pipe.Process(ctx, cmd)
+	}
+	_, _ = pipe.Exec(ctx) // each command keeps its own error
+	s.redoUnloaded(ctx, pipe, live, cmds)
+	for i, t := range live {
+		t.res, t.err = cmds[i].Result()
+		t.done <- struct{}{}
+	}
+	return cmds
+}
+
+// redoUnloaded loads the take script when Redis does not have it (its
+// script cache was flushed, or it restarted) and sends again the checks it
+// refused; they did not run.
+func (s *redisShared) redoUnloaded(ctx context.Context, pipe redis.Pipeliner, batch []*take, cmds []*redis.IntSliceCmd) {
+	var loadErr error
+	loaded := false
+	for i, cmd := range cmds {
+		if err := cmd.Err(); err == nil || !redis.HasErrorPrefix(err, "NOSCRIPT") {
+			continue
+		}
+		if !loaded {
+			loaded = true
+			if loadErr = takeScript.Load(ctx, s.client).Err(); loadErr != nil {
+				loadErr = fmt.Errorf("loading the take script: %w", loadErr)
+			}
+		}
+		if loadErr != nil {
+			cmd.SetErr(loadErr)
+			continue
+		}
+		cmds[i] = redis.NewIntSliceCmd(ctx, batch[i].args...)
+		_ = pipe.Process(ctx, cmds[i])
+	}
+	if loaded && loadErr == nil {
+		_, _ = pipe.Exec(ctx)
+	}
 }
 
 // giveLoop sends queued settlements in batches, one script run each,
