@@ -174,7 +174,13 @@ func (e *StreamEncoder) start(dst []byte) []byte {
 // open appends a chunk's SSE data up to its delta object.
 func (e *StreamEncoder) open(dst []byte) []byte {
 	if len(e.prefix) == 0 {
-		p := wire.AppendString(append(e.prefix, `data: {"id":`...), e.id)
+		p := e.prefix
+		if p == nil {
+			// Room for the constant parts and a number, so that it is
+			// built in one allocation.
+			p = make([]byte, 0, 128+len(e.id)+len(e.model))
+		}
+		p = wire.AppendString(append(p, `data: {"id":`...), e.id)
 		p = strconv.AppendInt(append(p, `,"object":"chat.completion.chunk","created":`...), e.created, 10)
 		p = wire.AppendString(append(p, `,"model":`...), e.model)
 		e.prefix = append(p, `,"choices":[{"index":0,"delta":`...)
