@@ -453,7 +453,7 @@ func (e *StreamEncoder) Encode(dst []byte, ev *wire.Event) []byte {
 		return e.start(dst, ev)
 	case wire.EventTextDelta:
 		dst = e.ensure(dst, "text", func() *block { return &block{Type: "text", Text: new("")} })
-		return e.delta(dst, e.open, &delta{Type: "text_delta", Text: &ev.Text})
+		return e.delta(dst, e.open, "text_delta", "text", ev.Text)
 	case wire.EventReasoningDelta:
 		if ev.Redacted {
 			dst = e.close(e.start(dst, nil))
@@ -464,10 +464,10 @@ func (e *StreamEncoder) Encode(dst []byte, ev *wire.Event) []byte {
 		}
 		dst = e.ensure(dst, "thinking", func() *block { return &block{Type: "thinking", Thinking: new(""), Signature: new("")} })
 		if ev.Text != "" {
-			dst = e.delta(dst, e.open, &delta{Type: "thinking_delta", Thinking: &ev.Text})
+			dst = e.delta(dst, e.open, "thinking_delta", "thinking", ev.Text)
 		}
 		if ev.Signature != "" {
-			dst = e.delta(dst, e.open, &delta{Type: "signature_delta", Signature: &ev.Signature})
+			dst = e.delta(dst, e.open, "signature_delta", "signature", ev.Signature)
 		}
 		return dst
 	case wire.EventToolCallStart:
@@ -479,7 +479,7 @@ func (e *StreamEncoder) Encode(dst []byte, ev *wire.Event) []byte {
 			dst = e.toolStart(dst, ev.Index, "", "")
 			i = e.open
 		}
-		return e.delta(dst, i, &delta{Type: "input_json_delta", PartialJSON: &ev.Text})
+		return e.delta(dst, i, "input_json_delta", "partial_json", ev.Text)
 	case wire.EventFinish:
 		e.stop, e.stopSeq = stopReason(ev.FinishReason, ev.StopSequence), ev.StopSequence
 		return e.close(e.start(dst, nil))
@@ -543,8 +543,13 @@ func (e *StreamEncoder) toolStart(dst []byte, call int, id, name string) []byte 
 	return e.openBlock(dst, "tool_use", &block{Type: "tool_use", ID: ToolID(id), Name: name, Input: json.RawMessage("{}")})
 }
 
-func (e *StreamEncoder) delta(dst []byte, index int, d *delta) []byte {
-	return wire.AppendJSONEvent(dst, "content_block_delta", streamEvent{Type: "content_block_delta", Index: &index, Delta: d})
+// delta appends a content_block_delta, most of a stream's events, by
+// appending what encoding/json writes for its streamEvent: a delta of the
+// kind whose one member, key, is text. kind and key need no escapes.
+func (e *StreamEncoder) delta(dst []byte, index int, kind, key, text string) []byte {
+	dst = strconv.AppendInt(append(dst, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":"...), int64(index), 10)
+	dst = append(append(append(append(dst, `,"delta":{"type":"`...), kind...), `","`...), key...)
+	return append(wire.AppendString(append(dst, `":`...), text), "}}\n\n"...)
 }
 
 func (e *StreamEncoder) close(dst []byte) []byte {
