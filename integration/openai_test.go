@@ -133,7 +133,8 @@ func TestChat(t *testing.T) {
 }
 
 func TestStream(t *testing.T) {
-	fake := &fakellm.Server{APIKey: upstreamKey, Behavior: fakellm.Behavior{Chunks: 4, ChunkDelay: 150 * time.Millisecond}}
+	// 3 of the prompt's 5 tokens come from the upstream's prompt cache.
+	fake := &fakellm.Server{APIKey: upstreamKey, Behavior: fakellm.Behavior{Chunks: 4, ChunkDelay: 150 * time.Millisecond, CachedTokens: 3}}
 	g := start(t, fake, teamSite)
 	ctx := context.Background()
 
@@ -155,7 +156,7 @@ func TestStream(t *testing.T) {
 				}
 				if c.Usage.TotalTokens > 0 {
 					usageChunks++
-					if len(c.Choices) != 0 || c.Usage.PromptTokens != 2 || c.Usage.CompletionTokens != 4 {
+					if len(c.Choices) != 0 || c.Usage.PromptTokens != 5 || c.Usage.CompletionTokens != 4 || c.Usage.PromptTokensDetails.CachedTokens != 3 {
 						t.Errorf("usage chunk %s", c.RawJSON())
 					}
 				}
@@ -184,7 +185,7 @@ func TestStream(t *testing.T) {
 				t.Fatalf("upstream got stream=%v include_usage=%v", up.Stream, up.IncludeUsage)
 			}
 			line := g.LastStats(t, map[bool]int{false: 1, true: 2}[includeUsage])
-			if line["total_tokens"] != float64(6) || line["usage_source"] != "upstream" || line["stream"] != true {
+			if line["total_tokens"] != float64(9) || line["cached_tokens"] != float64(3) || line["usage_source"] != "upstream" || line["stream"] != true {
 				t.Fatalf("stats log %v", line)
 			}
 			if ttft, _ := line["ttft"].(float64); ttft <= 0 || ttft > line["duration"].(float64) {

@@ -97,7 +97,7 @@ func TestTranslatedProviders(t *testing.T) {
 			if line["usage_source"] != "upstream" || line["model"] != model || line["status"] != float64(200) {
 				t.Errorf("record %v", line)
 			}
-			if model != "azure" && line["cached_tokens"] != float64(4) {
+			if line["cached_tokens"] != float64(4) {
 				t.Errorf("cached tokens not recorded: %v", line)
 			}
 

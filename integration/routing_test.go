@@ -317,17 +317,23 @@ func TestRateLimitCooldown(t *testing.T) {
 	}
 }
 
-// TestStreamBreaks: a stream that breaks before its first content event is
-// retried on another upstream; one that breaks after is cut with an error
-// event and no [DONE], and is not retried.
+// TestStreamBreaks: with stream_commit first_content a stream that breaks
+// before its first content event is retried on another upstream; by
+// default its first event (the role chunk) was already sent, so it is cut
+// like one that breaks later: an error event, no [DONE], no retry.
 func TestStreamBreaks(t *testing.T) {
 	fakes, urls := fleet(t, 2)
 	g := start(t, nil, routeSite(`		model m {
 `+upstreamLines(urls...)+`			lb_policy first
 			max_fails 100
+		}
+		model held {
+`+upstreamLines(urls...)+`			lb_policy first
+			max_fails 100
+			stream_commit first_content
 		}`))
 	fakes[0].SetBehavior(fakellm.Behavior{DropBeforeContent: true})
-	status, hdr, body := rawStream(t, g, "m")
+	status, hdr, body := rawStream(t, g, "held")
 	if status != 200 || !strings.HasSuffix(body, "data: [DONE]\n\n") || strings.Count(body, `"role":"assistant"`) != 1 ||
 		!strings.Contains(body, "chunk4") || hdr.Get("X-Attempts") != "2" {
 		t.Fatalf("%d attempts %s:\n%s", status, hdr.Get("X-Attempts"), body)
@@ -338,22 +344,67 @@ func TestStreamBreaks(t *testing.T) {
 	if string(first.Body) != string(second.Body) || len(first.Body) == 0 {
 		t.Fatalf("first try sent %s, the retry %s", first.Body, second.Body)
 	}
+	backup := fakes[1].Count()
+
+	status, hdr, body = rawStream(t, g, "m")
+	if status != 200 || strings.Count(body, `"role":"assistant"`) != 1 || strings.Contains(body, "chunk0") ||
+		strings.Contains(body, "[DONE]") || !strings.HasSuffix(body, `"code":"upstream_stream_broken"}}`+"\n\n") ||
+		hdr.Get("X-Attempts") != "1" {
+		t.Fatalf("%d attempts %s:\n%s", status, hdr.Get("X-Attempts"), body)
+	}
 
 	fakes[0].SetBehavior(fakellm.Behavior{DropAfter: 2})
-	status, _, body = rawStream(t, g, "m")
-	if status != 200 || !strings.Contains(body, "chunk1") || strings.Contains(body, "chunk2") || strings.Contains(body, "[DONE]") ||
-		!strings.HasSuffix(body, `"code":"upstream_stream_broken"}}`+"\n\n") {
-		t.Fatalf("%d:\n%s", status, body)
+	for _, model := range []string{"m", "held"} {
+		status, _, body = rawStream(t, g, model)
+		if status != 200 || !strings.Contains(body, "chunk1") || strings.Contains(body, "chunk2") || strings.Contains(body, "[DONE]") ||
+			!strings.HasSuffix(body, `"code":"upstream_stream_broken"}}`+"\n\n") {
+			t.Fatalf("%s: %d:\n%s", model, status, body)
+		}
 	}
-	if fakes[1].Count() != 1 {
-		t.Fatalf("a stream cut after its first token was retried: the backup got %d calls", fakes[1].Count())
+	if n := fakes[1].Count() - backup; n != 0 {
+		t.Fatalf("a committed stream was retried: the backup got %d more calls", n)
 	}
-	lines := g.StatsLines(t, 2)
+	lines := g.StatsLines(t, 4)
 	if first := lines[0]; first["attempts"] != float64(2) || first["truncated"] != nil || first["error_code"] != nil {
 		t.Fatalf("stats of the retried stream %v", first)
 	}
-	if line := lines[1]; line["truncated"] != true || line["status"] != float64(200) || line["error_code"] != "upstream_stream_broken" {
-		t.Fatalf("stats %v", line)
+	for _, line := range lines[1:] {
+		if line["truncated"] != true || line["status"] != float64(200) || line["error_code"] != "upstream_stream_broken" {
+			t.Fatalf("stats %v", line)
+		}
+	}
+}
+
+// TestStreamFirstByte: by default the first event reaches the client as
+// the upstream sends it, not with the first token; with stream_commit
+// first_content it comes with the first token.
+func TestStreamFirstByte(t *testing.T) {
+	fakes, urls := fleet(t, 1)
+	const delay = 300 * time.Millisecond
+	fakes[0].SetBehavior(fakellm.Behavior{Chunks: 2, ChunkDelay: delay})
+	g := start(t, nil, routeSite(`		model m {
+`+upstreamLines(urls...)+`		}
+		model held {
+`+upstreamLines(urls...)+`			stream_commit first_content
+		}`))
+	for _, tc := range []struct {
+		model string
+		early bool
+	}{{"m", true}, {"held", false}} {
+		begin := time.Now()
+		s := routeClient(g).Chat.Completions.NewStreaming(context.Background(), chat(tc.model, "hi"))
+		if !s.Next() {
+			t.Fatalf("%s: no first chunk: %v", tc.model, s.Err())
+		}
+		took, role := time.Since(begin), s.Current().Choices[0].Delta.Role
+		for s.Next() {
+		}
+		if s.Err() != nil {
+			t.Fatal(s.Err())
+		}
+		if early := took < delay/2; early != tc.early || (tc.early && role != "assistant") {
+			t.Fatalf("%s: the first chunk (role %q) came after %v", tc.model, role, took)
+		}
 	}
 }
 

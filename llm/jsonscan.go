@@ -65,6 +65,41 @@ func ScanObject(body []byte, visit func(key []byte, value Span) error) error {
 	}
 }
 
+// ScanArray walks the elements of the JSON array in body without decoding
+// them, calling visit with the span of each. It checks what ScanObject
+// checks.
+func ScanArray(body []byte, visit func(value Span) error) error {
+	i := skipSpace(body, 0)
+	if i >= len(body) || body[i] != '[' {
+		return errors.New("expected '['")
+	}
+	i = skipSpace(body, i+1)
+	if i < len(body) && body[i] == ']' {
+		return trailing(body, i+1)
+	}
+	for {
+		end, err := skipValue(body, i)
+		if err != nil {
+			return err
+		}
+		if err := visit(Span{i, end}); err != nil {
+			return err
+		}
+		i = skipSpace(body, end)
+		if i >= len(body) {
+			return errors.New("unexpected end of body")
+		}
+		switch body[i] {
+		case ',':
+			i = skipSpace(body, i+1)
+		case ']':
+			return trailing(body, i+1)
+		default:
+			return fmt.Errorf("expected ',' or ']' at offset %d", i)
+		}
+	}
+}
+
 func trailing(body []byte, i int) error {
 	if skipSpace(body, i) != len(body) {
 		return fmt.Errorf("unexpected data after the object at offset %d", i)

@@ -53,6 +53,7 @@ func ParseCaddyfile(h httpcaddyfile.Helper) (caddyhttp.MiddlewareHandler, error)
 //			fail_duration       <duration>
 //			first_byte_timeout  <duration>
 //			stream_idle_timeout <duration>
+//			stream_commit       first_event|first_content
 //			timeout             <duration>
 //			health_uri          <path>
 //			health_interval     <duration>
@@ -159,6 +160,14 @@ func parseModel(d *caddyfile.Dispenser) (*Model, error) {
 				return nil, err
 			}
 			*field = dur
+		case "stream_commit":
+			if !d.NextArg() || (d.Val() != streamCommitEvent && d.Val() != streamCommitContent) {
+				return nil, d.Errf("stream_commit: want %s or %s", streamCommitEvent, streamCommitContent)
+			}
+			m.StreamCommit = d.Val()
+			if d.NextArg() {
+				return nil, d.ArgErr()
+			}
 		case "health_uri":
 			if !d.NextArg() || !strings.HasPrefix(d.Val(), "/") {
 				return nil, d.Err("health_uri: want a path such as /models")

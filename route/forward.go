@@ -29,7 +29,8 @@ const (
 	// tailMax is how much of a relayed answer's end is kept for its usage.
 	tailMax = 64 << 10
 	// maxHeld bounds the events held back before a stream's first content
-	// event; past it the stream is committed anyway.
+	// event (stream_commit first_content); past it the stream is committed
+	// anyway.
 	maxHeld = 1 << 20
 	// statusClientClosed is the status recorded when the client goes away
 	// before it gets an answer (nginx's and Caddy's 499).
@@ -45,7 +46,8 @@ var (
 )
 
 // try is one attempt of a call at one upstream: the request built, sent, and
-// waited on up to the answer's first content byte. Nothing of it has reached
+// waited on up to the answer's first byte (a stream's commit event, see
+// Model.StreamCommit). Nothing of it has reached
 // the client yet.
 type try struct {
 	model    *Model
@@ -64,7 +66,7 @@ type try struct {
 	// clientErr is the answer for a client_error.
 	clientErr *llm.Error
 	// A successful try holds the answer: an unstreamed body, or a stream
-	// with the events read up to its first content event.
+	// with the events read up to the one it is committed at.
 	body   []byte
 	header http.Header // headers of an answer the provider gave itself
 	usage  *llm.Usage
@@ -191,7 +193,7 @@ func contains(list []*Upstream, u *Upstream) bool {
 	return false
 }
 
-// try sends the call to u and waits for the answer's first content byte.
+// try sends the call to u and waits for the answer's first byte.
 func (h *Handler) try(ctx context.Context, m *Model, u *Upstream, endpoint llm.Endpoint, req *llm.Request, hdr http.Header) *try {
 	t := &try{model: m, up: u, begin: time.Now(), timeout: m.firstByteTimeout(u, req.Stream),
 		x: &Exchange{Endpoint: endpoint, Request: req, Upstream: u, Model: u.upstreamName, Header: hdr}}
@@ -255,11 +257,10 @@ func (h *Handler) try(ctx context.Context, m *Model, u *Upstream, endpoint llm.E
 			if ev.Usage != nil {
 				t.usage = ev.Usage
 			}
-			if len(ev.Data) > 0 {
-				t.held = append(t.held, bytes.Clone(ev.Data))
-				held += len(ev.Data)
-			}
 			if err == io.EOF {
+				if len(ev.Data) > 0 {
+					t.held = append(t.held, ev.Data)
+				}
 				t.eof = true
 				break
 			}
@@ -267,12 +268,18 @@ func (h *Handler) try(ctx context.Context, m *Model, u *Upstream, endpoint llm.E
 				resp.Body.Close()
 				return t.fail(t.brokenOutcome(OutcomeStreamBroken), err)
 			}
-			if ev.Content || held > maxHeld {
+			held += len(ev.Data)
+			if ev.Content || held > maxHeld || (held > 0 && !m.holdStream) {
+				// Relayed before the next Next, so not copied.
+				t.held = append(t.held, ev.Data)
 				break
+			}
+			if len(ev.Data) > 0 {
+				t.held = append(t.held, bytes.Clone(ev.Data))
 			}
 		}
 		if !timer.Stop() && !t.eof {
-			// The timer fired as the first content came: the stream is
+			// The timer fired as the commit event came: the stream is
 			// cancelled already.
 			resp.Body.Close()
 			return t.fail(OutcomeTimeout, errFirstByte)

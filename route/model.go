@@ -27,6 +27,9 @@ const (
 	defaultTimeout          = 10 * time.Minute
 	defaultHealthURI        = "/models"
 	defaultHealthInterval   = 30 * time.Second
+
+	streamCommitEvent   = "first_event"
+	streamCommitContent = "first_content"
 )
 
 // Model is a model the gateway serves, the upstreams that serve it, and how
@@ -61,9 +64,9 @@ type Model struct {
 	// FailDuration is how long a failure counts. Caddyfile: fail_duration
 	// <duration>. Default 30s.
 	FailDuration caddy.Duration `json:"fail_duration,omitempty"`
-	// FirstByteTimeout bounds the wait for an upstream's first content byte:
-	// connect, headers and, for a stream, its first content event. A try
-	// that exceeds it moves to another upstream. Caddyfile:
+	// FirstByteTimeout bounds the wait for an upstream's first byte:
+	// connect, headers and, for a stream, the event it is committed at (see
+	// StreamCommit). A try that exceeds it moves to another upstream. Caddyfile:
 	// first_byte_timeout <duration>. Default 60s for streams; for an
 	// unstreamed call, whose first byte comes with the whole answer, the
 	// default is Timeout.
@@ -72,6 +75,16 @@ type Model struct {
 	// long between events; the client gets an error event and no [DONE].
 	// Caddyfile: stream_idle_timeout <duration>. Default 60s.
 	StreamIdleTimeout caddy.Duration `json:"stream_idle_timeout,omitempty"`
+	// StreamCommit is when a stream is committed to the client, after
+	// which nothing is retried. "first_event" (default) sends the
+	// upstream's first event at once, as reverse_proxy would, so the
+	// gateway adds nothing to the time to first byte. "first_content" holds
+	// back the events before the first content event (a role-only chunk,
+	// Anthropic's message_start, keep-alives), so that a stream that breaks
+	// or stalls before its first token still moves to another upstream, at
+	// the cost of a first byte that comes with the first token. Caddyfile:
+	// stream_commit first_event|first_content.
+	StreamCommit string `json:"stream_commit,omitempty"`
 	// Timeout bounds the whole call, every try and the whole stream
 	// included. Caddyfile: timeout <duration>. Default 10m.
 	Timeout caddy.Duration `json:"timeout,omitempty"`
@@ -99,8 +112,10 @@ type Model struct {
 	failFor     time.Duration
 	firstByte   time.Duration
 	streamIdle  time.Duration
-	timeout     time.Duration
-	probeEvery  time.Duration
+	// holdStream: commit streams at their first content event.
+	holdStream bool
+	timeout    time.Duration
+	probeEvery time.Duration
 }
 
 // Provision checks the model's settings, loads its policy and provisions
@@ -213,6 +228,13 @@ func (m *Model) provisionSettings() error {
 			m.probeEvery = defaultHealthInterval
 		}
 	}
+	switch m.StreamCommit {
+	case "", streamCommitEvent:
+	case streamCommitContent:
+		m.holdStream = true
+	default:
+		return fmt.Errorf("stream_commit '%s': want %s or %s", m.StreamCommit, streamCommitEvent, streamCommitContent)
+	}
 	for _, f := range m.Fallbacks {
 		if f == m.Name {
 			return errors.New("a model cannot be its own fallback")
@@ -221,8 +243,7 @@ func (m *Model) provisionSettings() error {
 	return nil
 }
 
-// firstByteTimeout is how long a try at u may take to its first content
-// byte.
+// firstByteTimeout is how long a try at u may take to its first byte.
 func (m *Model) firstByteTimeout(u *Upstream, stream bool) time.Duration {
 	switch {
 	case u.Timeout > 0:

@@ -125,10 +125,11 @@ type StreamEvent struct {
 	Usage *llm.Usage
 	// Content says the event carries part of the answer (text, a tool call,
 	// a finish reason, usage): keep-alives, role-only chunks and empty
-	// events do not. The handler commits a stream to the client at its
-	// first content event; until then a stream that breaks is retried on
-	// another upstream, and the events before it are held back. Once one
-	// event had content a provider may mark every later one.
+	// events do not. With stream_commit first_content the handler commits
+	// a stream to the client at its first content event; until then a
+	// stream that breaks is retried on another upstream, and the events
+	// before it are held back. Once one event had content a provider may
+	// mark every later one.
 	Content bool
 	// More says that the next event is already at hand, so the handler may
 	// hold this one back from the network until it flushes the next: a

@@ -52,6 +52,7 @@ func TestCaddyfileRouting(t *testing.T) {
 			fail_duration 30s
 			first_byte_timeout 15s
 			stream_idle_timeout 60s
+			stream_commit first_content
 			timeout 5m
 			health_uri /models
 			health_interval 30s
@@ -64,7 +65,7 @@ func TestCaddyfileRouting(t *testing.T) {
 	got := string(caddyconfig.JSON(h, nil))
 	want := `{"catalogs":[{"models":[{"fail_duration":30000000000,"fallbacks":["gpt-4o-mini","claude-sonnet"],"first_byte_timeout":15000000000,` +
 		`"health_interval":30000000000,"health_uri":"/models","lb_policy":{"policy":"weighted_round_robin"},"lb_retries":2,"lb_try_duration":30000000000,` +
-		`"max_fails":3,"name":"gpt-4o","price":{"cached_input":1.25,"input":2.5,"output":10},"stream_idle_timeout":60000000000,"timeout":300000000000,"upstreams":[` +
+		`"max_fails":3,"name":"gpt-4o","price":{"cached_input":1.25,"input":2.5,"output":10},"stream_commit":"first_content","stream_idle_timeout":60000000000,"timeout":300000000000,"upstreams":[` +
 		`{"api_key":"{env.KEY_1}","provider":{"name":"openai"},"transport":{"dial_timeout":5000000000,"max_conns_per_host":64,"max_idle_conns_per_host":16,"proxy":"http://proxy:3128","tls_insecure_skip_verify":true,"tls_server_name":"api.internal"},"url":"https://api.openai.com/v1","weight":3},` +
 		`{"api_key":"{env.BACKUP_KEY}","model":"gpt-4o-2024-08-06","provider":{"name":"openai"},"url":"https://backup.example.com/v1"}]}],"source":"config"}]}`
 	if got != want {
@@ -279,6 +280,12 @@ func TestCaddyfileErrors(t *testing.T) {
 		{`llm_route {
 			model m {
 				upstream openai http://x
+				stream_commit first_token
+			}
+		}`, "stream_commit: want first_event or first_content"},
+		{`llm_route {
+			model m {
+				upstream openai http://x
 				fallback
 			}
 		}`, "fallback: name at least one model"},
@@ -367,6 +374,8 @@ func TestProvisionErrors(t *testing.T) {
 			"unknown module: llm.route.policies.nosuch"},
 		{`{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[` + up + `],"fail_duration":-1}]}]}`,
 			"model 'm': fail_duration must not be negative"},
+		{`{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[` + up + `],"stream_commit":"first_byte"}]}]}`,
+			"model 'm': stream_commit 'first_byte': want first_event or first_content"},
 		{`{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[` + up + `]}]}],"max_body_size":-1}`,
 			"max_body_size must not be negative"},
 	}
@@ -477,7 +486,7 @@ func FuzzUnmarshalCaddyfile(f *testing.F) {
 		" upstream gemini http://x {\n legacy_schema\n }\n }\n}")
 	f.Add("llm_route {\n model m {\n upstream openai http://x k {\n weight 2\n transport {\n dial_timeout 1s\n proxy none\n tls_insecure_skip_verify\n max_conns_per_host 4\n }\n }\n" +
 		" lb_policy least_conn\n lb_retries 1\n lb_try_duration 5s\n max_fails 2\n fail_duration 10s\n first_byte_timeout 2s\n" +
-		" stream_idle_timeout 3s\n timeout 1m\n health_uri /models\n health_interval 5s\n fallback a b\n price 1 2 0.5\n }\n}")
+		" stream_idle_timeout 3s\n stream_commit first_content\n timeout 1m\n health_uri /models\n health_interval 5s\n fallback a b\n price 1 2 0.5\n }\n}")
 	f.Fuzz(func(t *testing.T, src string) {
 		tokens, err := caddyfile.Tokenize([]byte(src), "Fuzzfile")
 		if err != nil {

@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 )
 
 // DefaultMaxEventSize bounds one event when a Reader is made with no limit.
@@ -29,14 +30,28 @@ type Event struct {
 	Data []byte
 }
 
-// Reader reads events from a stream.
+// Reader reads events from a stream. Its buffers come from a pool and go
+// back to it once Next has returned the stream's end or an error, so that a
+// gateway relaying many short streams does not allocate them for each.
 type Reader struct {
+	*buffers
+	max int
+	err error // the end or error Next returned, returned again
+}
+
+// buffers is what a Reader reads into: pooled, as a whole.
+type buffers struct {
 	br   *bufio.Reader
-	max  int
 	raw  []byte
 	data []byte
 	name []byte
 }
+
+var bufferPool = sync.Pool{New: func() any { return &buffers{br: bufio.NewReaderSize(nil, readBufferSize)} }}
+
+// maxPooled bounds the event buffers kept in the pool: one huge event
+// does not pin its memory for later streams.
+const maxPooled = 64 << 10
 
 // readBufferSize is the read buffer of a Reader. Events longer than it are
 // read in pieces, so it bounds nothing but the bytes one read takes in; a
@@ -49,29 +64,50 @@ func NewReader(r io.Reader, maxEventSize int) *Reader {
 	if maxEventSize <= 0 {
 		maxEventSize = DefaultMaxEventSize
 	}
-	return &Reader{br: bufio.NewReaderSize(r, readBufferSize), max: maxEventSize}
+	b := bufferPool.Get().(*buffers)
+	b.br.Reset(r)
+	return &Reader{buffers: b, max: maxEventSize}
+}
+
+// end gives the buffers back: the caller may no longer use the last event.
+func (r *Reader) end(err error) error {
+	r.err = err
+	if b := r.buffers; b != nil {
+		r.buffers = nil
+		b.br.Reset(nil)
+		if cap(b.raw)+cap(b.data) <= maxPooled {
+			b.raw, b.data, b.name = b.raw[:0], b.data[:0], b.name[:0]
+			bufferPool.Put(b)
+		}
+	}
+	return err
 }
 
 // Next returns the next event. It returns io.EOF when the stream ends
 // between events and io.ErrUnexpectedEOF when it ends inside a line. An event
 // whose last line is whole but which lacks the closing blank line at the end
 // of the stream is still returned, as lenient clients do.
+//
+// Once it returned an error (io.EOF included) it returns the same again.
 func (r *Reader) Next() (Event, error) {
+	if r.buffers == nil {
+		return Event{}, r.err
+	}
 	r.raw, r.data, r.name = r.raw[:0], r.data[:0], r.name[:0]
 	hasData := false
 	for {
 		line, err := r.readLine()
 		if err == io.EOF {
 			if len(r.raw) == 0 {
-				return Event{}, io.EOF
+				return Event{}, r.end(io.EOF)
 			}
 			break
 		}
 		if err != nil {
-			return Event{}, err
+			return Event{}, r.end(err)
 		}
 		if line[len(line)-1] != '\n' {
-			return Event{}, io.ErrUnexpectedEOF
+			return Event{}, r.end(io.ErrUnexpectedEOF)
 		}
 		field := bytes.TrimRight(line, "\r\n")
 		if len(field) == 0 {
@@ -107,6 +143,9 @@ func (r *Reader) Next() (Event, error) {
 // once per event, without delaying any event. A run of blank lines is not
 // an event: Next would skip it and wait, so it does not count.
 func (r *Reader) Ready() bool {
+	if r.buffers == nil {
+		return false
+	}
 	n := r.br.Buffered()
 	if n == 0 {
 		return false

@@ -166,3 +166,34 @@ func TestReaderReadyBlankLines(t *testing.T) {
 		t.Fatalf("raw %q err %v", ev.Raw, err)
 	}
 }
+
+// TestReaderEndsAgain: once a stream ended (or broke), Next says so again, and
+// a Reader made after it, with the buffers given back, reads its own
+// stream from the start.
+func TestReaderEndsAgain(t *testing.T) {
+	r := NewReader(strings.NewReader("data: one\n\ndata: two\n"), 0)
+	for _, want := range []string{"one", "two"} {
+		ev, err := r.Next()
+		if err != nil || string(ev.Data) != want {
+			t.Fatalf("Next = %q, %v; want %q", ev.Data, err, want)
+		}
+	}
+	for range 2 {
+		if _, err := r.Next(); err != io.EOF {
+			t.Fatalf("after the end Next = %v", err)
+		}
+	}
+	if r.Ready() {
+		t.Fatal("Ready after the end")
+	}
+	cut := NewReader(strings.NewReader("data: cu"), 0)
+	for range 2 {
+		if _, err := cut.Next(); err != io.ErrUnexpectedEOF {
+			t.Fatalf("cut stream: Next = %v", err)
+		}
+	}
+	next := NewReader(strings.NewReader("event: x\ndata: three\n\n"), 0)
+	if ev, err := next.Next(); err != nil || string(ev.Data) != "three" || string(ev.Name) != "x" || string(ev.Raw) != "event: x\ndata: three\n\n" {
+		t.Fatalf("a later stream: %q %q %q, %v", ev.Name, ev.Data, ev.Raw, err)
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"strings"
+	"sync"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/caddyconfig/caddyfile"
@@ -85,8 +86,12 @@ func (l *Log) Record(_ context.Context, c llm.Call) error {
 	if c.Identity != nil {
 		user, keyID, team = c.Identity.User, c.Identity.KeyID, c.Identity.Team
 	}
-	fields := make([]zap.Field, 0, 32)
-	fields = append(fields,
+	fp := fieldPool.Get().(*[]zap.Field)
+	defer func() {
+		clear(*fp)
+		fieldPool.Put(fp)
+	}()
+	fields := append((*fp)[:0],
 		zap.String("request_id", c.ID),
 		zap.String("key_id", keyID),
 		zap.String("user", user),
@@ -142,8 +147,13 @@ func (l *Log) Record(_ context.Context, c llm.Call) error {
 		fields = append(fields, zap.String("error_code", c.ErrorCode))
 	}
 	ce.Write(fields...)
+	*fp = fields
 	return nil
 }
+
+// fieldPool holds the field lists of records being written: 2 KiB each,
+// which would otherwise be allocated for every call.
+var fieldPool = sync.Pool{New: func() any { f := make([]zap.Field, 0, 32); return &f }}
 
 // retriedUpstreams names the upstreams of the tries before the last, as
 // "<upstream> <outcome>" (the model too when a fallback was tried).

@@ -244,9 +244,10 @@ type completion struct {
 }
 
 type usage struct {
-	PromptTokens     int `json:"prompt_tokens"`
-	CompletionTokens int `json:"completion_tokens"`
-	TotalTokens      int `json:"total_tokens"`
+	PromptTokens        int             `json:"prompt_tokens"`
+	CompletionTokens    int             `json:"completion_tokens"`
+	TotalTokens         int             `json:"total_tokens"`
+	PromptTokensDetails *map[string]int `json:"prompt_tokens_details,omitempty"`
 }
 
 type chatChoice struct {
@@ -336,13 +337,16 @@ func output(p plan, call *chatToolCall) int {
 	return len(p.pieces)
 }
 
-func usageJSON(req *apiRequest, completionTokens int) json.RawMessage {
-	u, _ := json.Marshal(usage{
-		PromptTokens:     req.promptTokens,
-		CompletionTokens: completionTokens,
-		TotalTokens:      req.promptTokens + completionTokens,
-	})
-	return u
+// usageJSON is a reply's usage; prompt tokens read from a prompt cache
+// (Behavior.CachedTokens) come on top of the prompt's, as OpenAI counts them.
+func usageJSON(req *apiRequest, b Behavior, completionTokens int) json.RawMessage {
+	prompt := req.promptTokens + b.CachedTokens
+	u := usage{PromptTokens: prompt, CompletionTokens: completionTokens, TotalTokens: prompt + completionTokens}
+	if b.CachedTokens > 0 {
+		u.PromptTokensDetails = &map[string]int{"cached_tokens": b.CachedTokens}
+	}
+	out, _ := json.Marshal(u)
+	return out
 }
 
 func newID(prefix string) string {
@@ -384,7 +388,7 @@ func serveReply(x *exchange, req *apiRequest, b Behavior, chat bool) {
 		c.Choices = []textChoice{{Text: p.text(), FinishReason: &p.finish}}
 	}
 	if !b.NoUsage {
-		c.Usage = usageJSON(req, output(p, call))
+		c.Usage = usageJSON(req, b, output(p, call))
 	}
 	x.reply(c)
 }
@@ -471,7 +475,7 @@ func (x *exchange) stream(req *apiRequest, b Behavior, chat bool) {
 	if withUsage {
 		c := head
 		c.Choices = []any{}
-		c.Usage = usageJSON(req, output(p, call))
+		c.Usage = usageJSON(req, b, output(p, call))
 		if !x.event(c) {
 			return
 		}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"unicode/utf8"
@@ -250,12 +251,13 @@ func (openaiCompat) TailUsage(_ *route.Exchange, tail []byte) *llm.Usage {
 	}
 	rest := tail[i+len(usageKey):]
 	rest = rest[bytes.IndexByte(rest, '{'):]
-	usage := new(llm.Usage)
-	if json.NewDecoder(bytes.NewReader(rest)).Decode(usage) != nil {
+	var obj json.RawMessage
+	if json.NewDecoder(bytes.NewReader(rest)).Decode(&obj) != nil {
 		return nil
 	}
-	if usage.TotalTokens == 0 {
-		usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
+	usage, err := readUsage(obj)
+	if err != nil {
+		return nil
 	}
 	return usage
 }
@@ -270,12 +272,9 @@ func openaiUsage(body []byte) (usage *llm.Usage, noChoices bool, err error) {
 			if val[0] != '{' {
 				return nil
 			}
-			usage = new(llm.Usage)
-			if err := json.Unmarshal(val, usage); err != nil {
+			var err error
+			if usage, err = readUsage(val); err != nil {
 				return fmt.Errorf("bad usage: %w", err)
-			}
-			if usage.TotalTokens == 0 {
-				usage.TotalTokens = usage.PromptTokens + usage.CompletionTokens
 			}
 		case "choices":
 			noChoices = val[0] == '[' && len(bytes.TrimSpace(val[1:len(val)-1])) == 0
@@ -283,6 +282,51 @@ func openaiUsage(body []byte) (usage *llm.Usage, noChoices bool, err error) {
 		return nil
 	})
 	return usage, noChoices, err
+}
+
+// readUsage reads an OpenAI usage object, its token details included, by a
+// scan: it comes once per call, on the path of every passthrough answer.
+func readUsage(obj []byte) (*llm.Usage, error) {
+	u := new(llm.Usage)
+	var scan func(obj []byte, in string) error
+	scan = func(obj []byte, in string) error {
+		return llm.ScanObject(obj, func(key []byte, v llm.Span) error {
+			val := obj[v.Start:v.End]
+			var dst *int64
+			switch k := string(key); {
+			case in == "" && k == "prompt_tokens":
+				dst = &u.PromptTokens
+			case in == "" && k == "completion_tokens":
+				dst = &u.CompletionTokens
+			case in == "" && k == "total_tokens":
+				dst = &u.TotalTokens
+			case in == "" && (k == "prompt_tokens_details" || k == "completion_tokens_details") && val[0] == '{':
+				return scan(val, k)
+			case in == "prompt_tokens_details" && k == "cached_tokens":
+				dst = &u.CachedTokens
+			case in == "prompt_tokens_details" && k == "cache_creation_tokens":
+				dst = &u.CacheCreationTokens
+			case in == "completion_tokens_details" && k == "reasoning_tokens":
+				dst = &u.ReasoningTokens
+			}
+			if dst == nil || string(val) == "null" {
+				return nil
+			}
+			n, err := strconv.ParseInt(string(val), 10, 64)
+			if err != nil {
+				return fmt.Errorf("%s: %w", key, err)
+			}
+			*dst = n
+			return nil
+		})
+	}
+	if err := scan(obj, ""); err != nil {
+		return nil, err
+	}
+	if u.TotalTokens == 0 {
+		u.TotalTokens = u.PromptTokens + u.CompletionTokens
+	}
+	return u, nil
 }
 
 // Stream relays the upstream's events as they are. A stream that finished
@@ -362,37 +406,48 @@ func (s *openaiStream) Next() (route.StreamEvent, error) {
 
 // hasContent tells whether a chunk carries part of the answer: a choice
 // with text, or a delta with anything but its role (content, a tool call,
-// a refusal, reasoning). Only chunks before the first such one are decoded.
+// a refusal, reasoning). Only chunks before the first such one are looked
+// into, by a scan: a text delta by a search, the rest (the role chunk, tool
+// calls, refusals, other servers' fields) key by key, without decoding.
 func hasContent(data []byte) bool {
-	// The common case, a text delta, is told by a scan; the rest (the role
-	// chunk, tool calls, refusals, other servers' fields) by decoding.
 	if i := bytes.Index(data, contentKey); i >= 0 && i+len(contentKey) < len(data) && data[i+len(contentKey)] != '"' {
 		return true
 	}
-	var chunk struct {
-		Choices []struct {
-			Text  string                     `json:"text"`
-			Delta map[string]json.RawMessage `json:"delta"`
-		} `json:"choices"`
-	}
-	if json.Unmarshal(data, &chunk) != nil {
+	found := false
+	err := llm.ScanObject(data, func(key []byte, v llm.Span) error {
+		if string(key) != "choices" || data[v.Start] != '[' {
+			return nil
+		}
+		return llm.ScanArray(data[v.Start:v.End], func(c llm.Span) error {
+			choice := data[v.Start+c.Start : v.Start+c.End]
+			if choice[0] != '{' {
+				return nil
+			}
+			return llm.ScanObject(choice, func(key []byte, v llm.Span) error {
+				val := choice[v.Start:v.End]
+				switch string(key) {
+				case "text":
+					found = found || !emptyJSON(val)
+				case "delta":
+					if val[0] == '{' {
+						return llm.ScanObject(val, func(key []byte, d llm.Span) error {
+							found = found || (string(key) != "role" && !emptyJSON(val[d.Start:d.End]))
+							return nil
+						})
+					}
+				}
+				return nil
+			})
+		})
+	})
+	if err != nil {
 		return len(bytes.TrimSpace(data)) > 0 // not ours to judge: pass it on
 	}
-	for _, c := range chunk.Choices {
-		if c.Text != "" {
-			return true
-		}
-		for k, v := range c.Delta {
-			if k != "role" && !emptyJSON(v) {
-				return true
-			}
-		}
-	}
-	return false
+	return found
 }
 
 // emptyJSON tells null, "", [] and {} apart from values with something in.
-func emptyJSON(v json.RawMessage) bool {
+func emptyJSON(v []byte) bool {
 	switch string(bytes.TrimSpace(v)) {
 	case "null", `""`, "[]", "{}":
 		return true

@@ -1,6 +1,7 @@
 package providers
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -295,9 +296,93 @@ func TestHasContent(t *testing.T) {
 		`{"choices":[{"index":0,"delta":{"reasoning_content":"hm"}}]}`:                                              true,
 		`{"choices":[{"index":0,"text":"legacy"}]}`:                                                                 true,
 		`{"choices":[]}`: false,
+		`{"id":"x","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}],"usage":null}`: false,
+		`{"choices":[{"index":0,"delta":{"role":"assistant","refusal":"no"}}]}`:                                                                         true,
+		`{"choices":[{"index":0,"delta":{"role":"assistant","content":"","tool_calls":[{"index":0,"id":"c1","function":{"name":"f"}}]}}]}`:              true,
+		`{"choices":[{"index":0,"delta":{}},{"index":1,"delta":{"content":"second"}}]}`:                                                                 true,
+		`{"choices":[{"index":0,"delta":{"role":"assistant"},"text":""}]}`:                                                                              false,
+		`not json`: true,
+		` `:        false,
 	} {
 		if got := hasContent([]byte(data)); got != want {
 			t.Errorf("hasContent(%s) = %v", data, got)
+		}
+	}
+}
+
+// hasContentDecoded is what hasContent must say, by decoding.
+func hasContentDecoded(data []byte) (content, ok bool) {
+	var chunk struct {
+		Choices []struct {
+			Text  json.RawMessage            `json:"text"`
+			Delta map[string]json.RawMessage `json:"delta"`
+		} `json:"choices"`
+	}
+	if json.Unmarshal(data, &chunk) != nil {
+		return false, false
+	}
+	for _, c := range chunk.Choices {
+		if len(c.Text) > 0 && !emptyJSON(c.Text) {
+			return true, true
+		}
+		for k, v := range c.Delta {
+			if k != "role" && !emptyJSON(v) {
+				return true, true
+			}
+		}
+	}
+	return false, true
+}
+
+// FuzzHasContent: the scan says what decoding the chunk says, for every
+// chunk that decodes.
+func FuzzHasContent(f *testing.F) {
+	for _, s := range []string{
+		`{"choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}`,
+		`{"choices":[{"index":0,"delta":{"content":"Hi"}}]}`,
+		`{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"function":{"arguments":"{}"}}]}}]}`,
+		`{"choices":[{"index":0,"text":"legacy"}],"usage":{"prompt_tokens":1}}`,
+		`{"choices":[{"delta":{"role":"assistant","reasoning":" "}}]}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		want, ok := hasContentDecoded(data)
+		if !ok {
+			return
+		}
+		// A text delta is told by its "content":" search, which looks past
+		// the choices (a decoded chunk with such a key elsewhere is rare
+		// and harmless: the stream is committed one chunk early).
+		if bytes.Contains(data, contentKey) {
+			return
+		}
+		if got := hasContent(data); got != want {
+			t.Fatalf("hasContent(%s) = %v, decoding says %v", data, got, want)
+		}
+	})
+}
+
+// TestReadUsage: OpenAI's usage with its token details, and what
+// compatible servers send.
+func TestReadUsage(t *testing.T) {
+	for body, want := range map[string]llm.Usage{
+		`{"prompt_tokens":19,"completion_tokens":10,"total_tokens":29,"prompt_tokens_details":{"cached_tokens":8,"audio_tokens":0},"completion_tokens_details":{"reasoning_tokens":4,"accepted_prediction_tokens":0}}`: {
+			PromptTokens: 19, CompletionTokens: 10, TotalTokens: 29, CachedTokens: 8, ReasoningTokens: 4},
+		`{"prompt_tokens":3,"completion_tokens":2}`: {PromptTokens: 3, CompletionTokens: 2, TotalTokens: 5},
+		`{"prompt_tokens":3,"completion_tokens":2,"total_tokens":5,"prompt_tokens_details":null,"completion_tokens_details":null}`: {
+			PromptTokens: 3, CompletionTokens: 2, TotalTokens: 5},
+		`{"prompt_tokens":7,"completion_tokens":1,"total_tokens":8,"prompt_tokens_details":{"cached_tokens":2,"cache_creation_tokens":5},"prompt_cache_hit_tokens":2}`: {
+			PromptTokens: 7, CompletionTokens: 1, TotalTokens: 8, CachedTokens: 2, CacheCreationTokens: 5},
+	} {
+		got, err := readUsage([]byte(body))
+		if err != nil || *got != want {
+			t.Errorf("readUsage(%s) = %+v, %v; want %+v", body, got, err, want)
+		}
+	}
+	for _, bad := range []string{`{"prompt_tokens":"7"}`, `{"prompt_tokens":1.5}`, `{"prompt_tokens":`, `[]`} {
+		if _, err := readUsage([]byte(bad)); err == nil {
+			t.Errorf("readUsage(%s) took it", bad)
 		}
 	}
 }
