@@ -203,8 +203,8 @@ func (d *StreamDecoder) fastDelta(data []byte) (wire.Event, bool) {
 // fastFrame reads, by scanning, the events that frame the deltas: pings,
 // the start and stop of a text or thinking block, message_start,
 // message_delta and message_stop. Each comes once or a few times a stream,
-// but a text stream has few deltas more, so decoding them cost as much as
-// the deltas did. It reports false for anything it cannot read as
+// yet a short answer has not many more deltas: decoding them cost about as
+// much as all its deltas. It reports false for anything it cannot read as
 // decodeFull does, which Decode then decodes in full.
 func (d *StreamDecoder) fastFrame(dst []wire.Event, data []byte) ([]wire.Event, bool) {
 	top, ok := scanEvent(data)
@@ -402,7 +402,7 @@ func scanUsage(v []byte) (usage, bool) {
 }
 
 // jsonInt reads a JSON integer, refusing what encoding/json would refuse
-// for an int: fractions, exponents, leading zeros and signs, overflow.
+// for an int: fractions, exponents, a plus sign, leading zeros, overflow.
 func jsonInt(v []byte) (int64, bool) {
 	digits := v
 	if len(digits) > 0 && digits[0] == '-' {
