@@ -9,6 +9,7 @@ import (
 	"time"
 
 	caddy2 "github.com/caddyserver/caddy/v2" // keycmd_test.go has a func caddy
+	"github.com/redis/go-redis/v9"
 
 	"github.com/llmoneapi/llmoneapi/auth"
 	"github.com/llmoneapi/llmoneapi/internal/llmtest"
@@ -169,6 +170,42 @@ func TestCountersConcurrentTakes(t *testing.T) {
 				t.Fatalf("%d takes granted, want exactly 25", granted)
 			}
 		})
+	}
+}
+
+// TestRedisCountersExpire: a counter's Redis key expires at the end of its
+// window from the op that makes it, through the takes and settlements that
+// follow, a settlement below 0 included; a lifetime counter never does.
+func TestRedisCountersExpire(t *testing.T) {
+	rc := stores(t)["redis"].(*auth.RedisCounters)
+	client := redis.NewClient(&redis.Options{Addr: "127.0.0.1:6379"})
+	defer client.Close()
+	ctx, now := context.Background(), time.Now()
+	end := now.Add(time.Minute).Truncate(time.Millisecond)
+	for _, tc := range []struct {
+		name    string
+		expires time.Time
+	}{{"window", end}, {"lifetime", time.Time{}}} {
+		op := auth.Op{Name: unique(t, tc.name), Add: 5, Limit: 100, Expires: tc.expires}
+		v := []int64{0}
+		for range 2 {
+			if ok, err := rc.Take(ctx, now, []auth.Op{op}, v); err != nil || !ok {
+				t.Fatalf("%s: take: ok=%v err=%v", tc.name, ok, err)
+			}
+		}
+		rc.Give(now, []auth.Op{{Name: op.Name, Add: -20, Expires: tc.expires}})
+		settled(t, rc, op, 0)
+		got, err := client.PExpireTime(ctx, rc.Prefix+op.Name).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := time.Duration(end.UnixMilli()) * time.Millisecond
+		if tc.expires.IsZero() {
+			want = -1 // no expiry
+		}
+		if got != want {
+			t.Errorf("%s: expires at %v, want %v", tc.name, got, want)
+		}
 	}
 }
 

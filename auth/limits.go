@@ -757,23 +757,38 @@ func callSlot(c *llm.Call) string {
 
 // headers sets OpenAI's x-ratelimit-* headers from the rpm and tpm counters
 // among checks. They are set before the response starts, so every answer
-// carries them; a later step overwrites them with fresher values.
+// carries them; a later step overwrites them with fresher values. The keys
+// are in canonical form and the values share one array, so that a call
+// pays for its numbers only.
 func (s *limited) headers(now time.Time, checks []limit, values []int64) {
 	h := s.w.Header()
+	var vals []string
 	for i, l := range checks {
-		var unit string
+		var keys *[3]string
 		switch l.kind {
 		case limitRPM:
-			unit = "requests"
+			keys = &rateHeaders[0]
 		case limitTPM:
-			unit = "tokens"
+			keys = &rateHeaders[1]
 		default:
 			continue
 		}
-		h.Set("X-Ratelimit-Limit-"+unit, strconv.FormatInt(l.op.Limit, 10))
-		h.Set("X-Ratelimit-Remaining-"+unit, strconv.FormatInt(max(l.op.Limit-values[i], 0), 10))
-		h.Set("X-Ratelimit-Reset-"+unit, resetString(l.reset.Sub(now)))
+		if vals == nil {
+			vals = make([]string, 0, 3*len(rateHeaders))
+		}
+		for j, v := range [3]string{strconv.FormatInt(l.op.Limit, 10),
+			strconv.FormatInt(max(l.op.Limit-values[i], 0), 10), resetString(l.reset.Sub(now))} {
+			vals = append(vals, v)
+			h[keys[j]] = vals[len(vals)-1 : len(vals) : len(vals)]
+		}
 	}
+}
+
+// rateHeaders are the limit, remaining and reset headers of requests and of
+// tokens.
+var rateHeaders = [2][3]string{
+	{"X-Ratelimit-Limit-Requests", "X-Ratelimit-Remaining-Requests", "X-Ratelimit-Reset-Requests"},
+	{"X-Ratelimit-Limit-Tokens", "X-Ratelimit-Remaining-Tokens", "X-Ratelimit-Reset-Tokens"},
 }
 
 // resetString formats a time to reset as OpenAI does ("1s", "6m0s",

@@ -3,6 +3,7 @@ package auth
 import (
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/caddyserver/caddy/v2/caddyconfig"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
 
+	"github.com/llmoneapi/llmoneapi/internal/metrics"
 	"github.com/llmoneapi/llmoneapi/llm"
 )
 
@@ -218,6 +220,56 @@ func TestLimitsPeriods(t *testing.T) {
 	} {
 		if got := resetString(d); got != want {
 			t.Errorf("resetString(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+// BenchmarkLimitedCall is what a key with rpm and tpm (the bench/run.sh
+// single and fleet keys) costs a call in llm_auth: the check at admission
+// (one Take of two counters), the x-ratelimit headers, and the settlement of
+// the real usage (one Give). cpu-ns/op is the process's CPU per call, so it
+// includes the redis store's settlement queue, which runs in the background.
+func BenchmarkLimitedCall(b *testing.B) {
+	for _, store := range []string{`{"store": "memory"}`,
+		`{"store": "redis", "url": "redis://127.0.0.1:6379/0", "prefix": "bench:` + strconv.FormatInt(time.Now().UnixNano(), 10) + `:"}`} {
+		h := mustLoad(b, `{"authenticators": [{"source": "static", "keys": [{"key": "sk-bench", "id": "bench",
+			"limits": {"rpm": 1000000000, "tpm": 1000000000000}}]}], "limits": `+store+`}`)
+		b.Run(h.storeName, func(b *testing.B) {
+			price := &llm.Price{Input: 1e-6, Output: 2e-6}
+			body := []byte(`{"model": "m", "messages": [{"role": "user", "content": "hi"}]}`)
+			next := caddyhttp.HandlerFunc(func(w http.ResponseWriter, r *http.Request) error {
+				c := llm.CallFrom(r)
+				c.Request = &llm.Request{Body: body}
+				if e := c.Admit(r, "m", price); e != nil {
+					return e
+				}
+				c.Status, c.UsageSource = http.StatusOK, llm.UsageUpstream
+				c.Usage = llm.Usage{PromptTokens: 12, CompletionTokens: 30, TotalTokens: 42}
+				w.WriteHeader(http.StatusOK)
+				return nil
+			})
+			b.ReportAllocs()
+			report := cpuPerOp(b)
+			for b.Loop() {
+				w := httptest.NewRecorder()
+				req := caddyhttp.PrepareRequest(withKey(chat("m"), "sk-bench"), caddy.NewReplacer(), w, &caddyhttp.Server{})
+				if err := h.ServeHTTP(w, req, next); err != nil || w.Code != http.StatusOK {
+					b.Fatalf("%v %d %s", err, w.Code, w.Body)
+				}
+			}
+			report()
+		})
+	}
+}
+
+// cpuPerOp starts counting the process's CPU time for b; the function it
+// returns, called after b's loop, reports it per op as cpu-ns/op. Unlike
+// ns/op it counts the goroutines that work in the background.
+func cpuPerOp(b *testing.B) func() {
+	start, ok := metrics.ProcessCPU()
+	return func() {
+		if end, _ := metrics.ProcessCPU(); ok && b.N > 0 {
+			b.ReportMetric(float64(end-start)/float64(b.N), "cpu-ns/op")
 		}
 	}
 }

@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"net/url"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -378,24 +380,53 @@ func (t *try) finish(o Outcome) {
 }
 
 // idleReader cancels a stream whose upstream sends nothing for d. Only the
-// wait on the upstream counts: the timer runs during Read, not while the
-// relay writes to a slow client.
+// wait on the upstream counts: the clock runs during Read, not while the
+// relay writes to a slow client. Reads only note when they start and end;
+// one timer per stream looks at that every d at most, instead of being
+// reset twice for every read.
 type idleReader struct {
 	r      io.Reader
 	d      time.Duration
 	cancel context.CancelCauseFunc
 	timer  *time.Timer
+	// since is when the Read in progress started (as an offset of
+	// idleEpoch's monotonic clock), 0 when none is.
+	since atomic.Int64
+	done  atomic.Bool
 }
+
+// idleEpoch is the origin of idleReader's clock.
+var idleEpoch = time.Now()
 
 // arm starts watching, once the stream is committed to the client; the
 // first-byte timeout covers the wait before.
 func (i *idleReader) arm() {
-	i.timer = time.AfterFunc(i.d, func() { i.cancel(errStreamIdle) })
-	i.timer.Stop()
+	// Set before it can fire: check uses it.
+	i.timer = time.AfterFunc(time.Duration(math.MaxInt64), i.check)
+	i.timer.Reset(i.d)
+}
+
+// check cancels the stream if its Read has waited d, else looks again
+// when it would have.
+func (i *idleReader) check() {
+	if i.done.Load() {
+		return
+	}
+	next := i.d
+	if since := i.since.Load(); since != 0 {
+		waited := time.Duration(int64(time.Since(idleEpoch)) - since)
+		if waited >= i.d {
+			i.cancel(errStreamIdle)
+			return
+		}
+		next = i.d - waited
+	}
+	i.timer.Reset(next)
 }
 
 func (i *idleReader) stop() {
 	if i != nil && i.timer != nil {
+		i.done.Store(true)
 		i.timer.Stop()
 	}
 }
@@ -404,9 +435,9 @@ func (i *idleReader) Read(p []byte) (int, error) {
 	if i.timer == nil {
 		return i.r.Read(p)
 	}
-	i.timer.Reset(i.d)
+	i.since.Store(max(int64(time.Since(idleEpoch)), 1))
 	n, err := i.r.Read(p)
-	i.timer.Stop()
+	i.since.Store(0)
 	return n, err
 }
 

@@ -8,7 +8,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/caddyserver/caddy/v2"
 	"github.com/caddyserver/caddy/v2/modules/caddyhttp"
@@ -121,4 +123,37 @@ func TestRelayLarge(t *testing.T) {
 			t.Fatalf("broken %v: call %+v", broken, call)
 		}
 	}
+}
+
+// TestIdleReader: the stream is cancelled when one read waits stream_idle
+// long, not when the time passes between reads (a slow client) or after the
+// stream ended.
+func TestIdleReader(t *testing.T) {
+	const d = 50 * time.Millisecond
+	pr, pw := io.Pipe()
+	var cause atomic.Value
+	idle := &idleReader{r: pr, d: d, cancel: func(err error) { cause.Store(err) }}
+	idle.arm()
+	buf := make([]byte, 8)
+	for range 3 {
+		go func() { time.Sleep(d / 5); _, _ = pw.Write([]byte("x")) }()
+		if _, err := idle.Read(buf); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(2 * d) // the relay writing to a slow client
+	}
+	if c := cause.Load(); c != nil {
+		t.Fatalf("cancelled between reads: %v", c)
+	}
+	go func() { time.Sleep(3 * d); pw.Close() }()
+	_, _ = idle.Read(buf)
+	if c := cause.Load(); c != errStreamIdle {
+		t.Fatalf("a read that waited %v: cause %v", 3*d, c)
+	}
+
+	stopped := &idleReader{r: pr, d: d, cancel: func(err error) { t.Errorf("cancelled after stop: %v", err) }}
+	stopped.arm()
+	stopped.since.Store(1) // a read that never returned
+	stopped.stop()
+	time.Sleep(3 * d)
 }

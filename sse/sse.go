@@ -69,6 +69,15 @@ func NewReader(r io.Reader, maxEventSize int) *Reader {
 	return &Reader{buffers: b, max: maxEventSize}
 }
 
+// Release gives the Reader's buffers back before the stream's end, for a
+// caller that has read all it wants (the events after "[DONE]" say
+// nothing): the last event may no longer be used, and Next returns io.EOF.
+func (r *Reader) Release() {
+	if r.buffers != nil {
+		r.end(io.EOF)
+	}
+}
+
 // end gives the buffers back: the caller may no longer use the last event.
 func (r *Reader) end(err error) error {
 	r.err = err

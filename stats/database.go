@@ -3,6 +3,7 @@ package stats
 import (
 	"context"
 	"crypto/sha256"
+	"database/sql"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -43,8 +44,10 @@ const (
 
 // Database is a stats recorder that keeps one row per call in SQLite or
 // PostgreSQL, the usage ledger the stats API reads. Rows are written in
-// batches, each one multi-row INSERT in one transaction, by one writer per
-// store, so SQLite under any number of clients sees one writer.
+// batches, each one statement (for PostgreSQL an INSERT from unnest of one
+// array per column; for SQLite a multi-row INSERT, in one transaction when
+// a batch of over 500 rows takes two), by one writer per store, so SQLite
+// under any number of clients sees one writer.
 //
 // When the database is down or slower than write_timeout, records go to a
 // local append-only spool file and are written, in order, once it answers
@@ -232,8 +235,16 @@ type usageStore struct {
 	settings atomic.Pointer[storeSettings]
 
 	// mu makes writes and replays take turns, so that rows reach the
-	// table in the order they were recorded.
+	// table in the order they were recorded. It guards the buffers below.
 	mu sync.Mutex
+	// PostgreSQL: the batch's columns and the INSERT that takes them.
+	pg       *pgColumns
+	pgInsert string
+	// SQLite: the INSERT's arguments, and the INSERT of the last number of
+	// rows written, prepared.
+	args     []any
+	stmt     *sql.Stmt
+	stmtRows int
 	// down is set while the database fails, to log an outage once.
 	down atomic.Bool
 
@@ -318,6 +329,9 @@ func openUsageStore(ctx caddy.Context, dialect, dsn, table, spoolPath string, lo
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
 	}
+	if dialect == sqldb.Postgres {
+		s.pg, s.pgInsert = newPGColumns(table)
+	}
 	s.settings.Store(&storeSettings{batch: DefaultDBBatchSize, writeTimeout: DefaultDBWriteTimeout})
 	if err := s.connect(ctx); err != nil {
 		if dialect != sqldb.Postgres {
@@ -364,6 +378,11 @@ func (s *usageStore) Destruct() error {
 	close(s.stop)
 	s.cancel()
 	<-s.done
+	s.mu.Lock()
+	if s.stmt != nil {
+		s.stmt.Close()
+	}
+	s.mu.Unlock()
 	if db := s.db.Load(); db != nil {
 		sqldb.Release(db)
 	}
@@ -413,8 +432,10 @@ func (s *usageStore) up() {
 	}
 }
 
-// insertRows writes calls in one transaction, rows whose request id is
-// already stored skipped, within the write timeout.
+// insertRows writes calls, rows whose request id is already stored
+// skipped, within the write timeout: PostgreSQL in one statement, SQLite
+// in one statement per sqliteChunk rows (in one transaction when there are
+// several).
 func (s *usageStore) insertRows(ctx context.Context, calls []llm.Call) error {
 	db := s.db.Load()
 	if db == nil {
@@ -422,53 +443,254 @@ func (s *usageStore) insertRows(ctx context.Context, calls []llm.Call) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.settings.Load().writeTimeout)
 	defer cancel()
-	tx, err := db.BeginTx(ctx, nil)
+	var err error
+	if db.Dialect == sqldb.Postgres {
+		err = s.insertPostgres(ctx, db, calls)
+	} else {
+		err = s.insertSQLite(ctx, db, calls)
+	}
 	if err != nil {
-		return fmt.Errorf("writing usage rows: %w", err)
-	}
-	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
-	row := "(" + strings.Repeat("?, ", len(usageColumns)-1) + "?)"
-	// Chunks keep each statement under SQLite's 32766 parameters.
-	const chunk = 500
-	args := make([]any, 0, min(len(calls), chunk)*len(usageColumns))
-	for start := 0; start < len(calls); start += chunk {
-		part := calls[start:min(start+chunk, len(calls))]
-		var q strings.Builder
-		q.WriteString(s.insert)
-		args = args[:0]
-		for i := range part {
-			if i > 0 {
-				q.WriteString(", ")
-			}
-			q.WriteString(row)
-			args = appendUsageRow(args, &part[i])
-		}
-		q.WriteString(" ON CONFLICT (request_id) DO NOTHING")
-		if _, err := tx.ExecContext(ctx, db.Rebind(q.String()), args...); err != nil {
-			return fmt.Errorf("writing usage rows: %w", err)
-		}
-	}
-	if err := tx.Commit(); err != nil {
 		return fmt.Errorf("writing usage rows: %w", err)
 	}
 	return nil
 }
 
-func appendUsageRow(args []any, c *llm.Call) []any {
+// insertPostgres writes calls in one INSERT ... SELECT FROM unnest(...)
+// of one array per column: its text is the same for any number of rows, so
+// the driver prepares it once per connection, and the server parses 28
+// parameters instead of 28 per row. A single statement needs no
+// transaction, so a batch is one round trip.
+func (s *usageStore) insertPostgres(ctx context.Context, db *sqldb.DB, calls []llm.Call) error {
+	cols := s.pg
+	cols.reset()
+	for i := range calls {
+		writeUsageRow(cols, &calls[i])
+	}
+	_, err := db.ExecContext(ctx, s.pgInsert, cols.args()...)
+	return err
+}
+
+// sqliteChunk is the most rows in one SQLite statement, which keeps it under
+// SQLite's 32766 parameters.
+const sqliteChunk = 500
+
+// insertSQLite writes calls in multi-row INSERTs of at most sqliteChunk
+// rows. One statement runs on its own: SQLite's autocommit makes it atomic,
+// and without a transaction around it SQLite keeps no statement journal (a
+// temporary file holding every page the statement changes, for a rollback
+// of that statement alone).
+func (s *usageStore) insertSQLite(ctx context.Context, db *sqldb.DB, calls []llm.Call) error {
+	if len(calls) <= sqliteChunk {
+		return s.execSQLite(ctx, db, nil, calls)
+	}
+	tx, err := db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback() //nolint:errcheck // a no-op after Commit
+	for start := 0; start < len(calls); start += sqliteChunk {
+		if err := s.execSQLite(ctx, db, tx, calls[start:min(start+sqliteChunk, len(calls))]); err != nil {
+			return err
+		}
+	}
+	return tx.Commit()
+}
+
+// execSQLite runs one multi-row INSERT of calls, in tx if it is not nil.
+func (s *usageStore) execSQLite(ctx context.Context, db *sqldb.DB, tx *sql.Tx, calls []llm.Call) error {
+	stmt, err := s.sqliteStmt(ctx, db, len(calls))
+	if err != nil {
+		return err
+	}
+	args := sqliteArgs(s.args[:0])
+	for i := range calls {
+		writeUsageRow(&args, &calls[i])
+	}
+	s.args = args
+	defer clear(s.args) // let go of the records' strings
+	if tx != nil {
+		stmt = tx.StmtContext(ctx, stmt)
+		defer stmt.Close()
+	}
+	_, err = stmt.ExecContext(ctx, args...)
+	return err
+}
+
+// sqliteStmt returns the INSERT of n rows, prepared. The last size asked for
+// stays prepared: under load nearly every batch is full, so SQLite parses
+// the statement once instead of once per batch.
+func (s *usageStore) sqliteStmt(ctx context.Context, db *sqldb.DB, n int) (*sql.Stmt, error) {
+	if s.stmt != nil && s.stmtRows == n {
+		return s.stmt, nil
+	}
+	var q strings.Builder
+	q.Grow(len(s.insert) + n*(len(usageColumns)*3+2) + 40)
+	q.WriteString(s.insert)
+	row := "(" + strings.Repeat("?, ", len(usageColumns)-1) + "?)"
+	for i := range n {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString(row)
+	}
+	q.WriteString(" ON CONFLICT (request_id) DO NOTHING")
+	stmt, err := db.PrepareContext(ctx, q.String())
+	if err != nil {
+		return nil, err
+	}
+	if s.stmt != nil {
+		s.stmt.Close()
+	}
+	s.stmt, s.stmtRows = stmt, n
+	return stmt, nil
+}
+
+// rowWriter takes a usage row's values in usageColumns' order.
+type rowWriter interface {
+	text(string)
+	integer(int64)
+	real(float64)
+}
+
+// writeUsageRow writes c's row to w.
+func writeUsageRow(w rowWriter, c *llm.Call) {
 	var user, keyID, team string
 	if c.Identity != nil {
 		user, keyID, team = c.Identity.User, c.Identity.KeyID, c.Identity.Team
 	}
-	return append(args,
-		c.ID, c.Start.UnixMilli(), user, keyID, team, string(c.API), string(c.Endpoint),
-		c.Model, c.ServedModel, c.UpstreamModel, c.Provider, c.Upstream, len(c.Attempts),
-		c.Status, boolInt(c.Stream), c.Usage.PromptTokens, c.Usage.CompletionTokens, c.Usage.TotalTokens,
-		c.Usage.CachedTokens, c.Usage.CacheCreationTokens, c.Usage.ReasoningTokens, string(c.UsageSource),
-		c.Cost, milliseconds(c.Duration), milliseconds(c.TTFT), boolInt(c.Truncated), boolInt(c.ClientAborted), c.ErrorCode,
-	)
+	w.text(c.ID)
+	w.integer(c.Start.UnixMilli())
+	for _, v := range [...]string{user, keyID, team, string(c.API), string(c.Endpoint),
+		c.Model, c.ServedModel, c.UpstreamModel, c.Provider, c.Upstream} {
+		w.text(v)
+	}
+	for _, v := range [...]int64{int64(len(c.Attempts)), int64(c.Status), boolInt(c.Stream),
+		c.Usage.PromptTokens, c.Usage.CompletionTokens, c.Usage.TotalTokens,
+		c.Usage.CachedTokens, c.Usage.CacheCreationTokens, c.Usage.ReasoningTokens} {
+		w.integer(v)
+	}
+	w.text(string(c.UsageSource))
+	w.real(c.Cost)
+	w.real(milliseconds(c.Duration))
+	w.real(milliseconds(c.TTFT))
+	w.integer(boolInt(c.Truncated))
+	w.integer(boolInt(c.ClientAborted))
+	w.text(c.ErrorCode)
 }
 
-func boolInt(b bool) int {
+// sqliteArgs are the arguments of a multi-row INSERT, row after row.
+type sqliteArgs []any
+
+func (a *sqliteArgs) text(v string)   { *a = append(*a, v) }
+func (a *sqliteArgs) integer(v int64) { *a = append(*a, v) }
+func (a *sqliteArgs) real(v float64)  { *a = append(*a, v) }
+
+// pgColumns are a batch's rows column by column, an array each, for
+// PostgreSQL's unnest. kinds is the kind of each column, in usageColumns'
+// order; each kind's columns are in the same order in its slice. A row
+// writes every column once, so each kind's next column wraps around to its
+// first at the row's end.
+type pgColumns struct {
+	kinds      []byte
+	texts      [][]string
+	integers   [][]int64
+	reals      [][]float64
+	nt, ni, nr int // the next column of each kind in the row being written
+	argv       []any
+}
+
+const (
+	kindText    = 't'
+	kindInteger = 'i'
+	kindReal    = 'r'
+)
+
+// newPGColumns returns empty columns and the INSERT that takes them.
+func newPGColumns(table string) (*pgColumns, string) {
+	var kinds columnKinds
+	writeUsageRow(&kinds, &llm.Call{})
+	cols := &pgColumns{kinds: kinds}
+	var q strings.Builder
+	q.WriteString("INSERT INTO " + table + " (" + strings.Join(usageColumns, ", ") + ") SELECT * FROM unnest(")
+	for i, k := range kinds {
+		if i > 0 {
+			q.WriteString(", ")
+		}
+		q.WriteString("$" + strconv.Itoa(i+1))
+		switch k {
+		case kindText:
+			q.WriteString("::text[]")
+			cols.texts = append(cols.texts, nil)
+		case kindInteger:
+			q.WriteString("::bigint[]")
+			cols.integers = append(cols.integers, nil)
+		default:
+			q.WriteString("::double precision[]")
+			cols.reals = append(cols.reals, nil)
+		}
+	}
+	q.WriteString(") ON CONFLICT (request_id) DO NOTHING")
+	return cols, q.String()
+}
+
+// reset empties the columns, keeping their arrays for the next batch.
+func (p *pgColumns) reset() {
+	for i := range p.texts {
+		clear(p.texts[i]) // let go of the records' strings
+		p.texts[i] = p.texts[i][:0]
+	}
+	for i := range p.integers {
+		p.integers[i] = p.integers[i][:0]
+	}
+	for i := range p.reals {
+		p.reals[i] = p.reals[i][:0]
+	}
+	p.nt, p.ni, p.nr = 0, 0, 0
+}
+
+func (p *pgColumns) text(v string) {
+	p.texts[p.nt] = append(p.texts[p.nt], v)
+	p.nt = (p.nt + 1) % len(p.texts)
+}
+
+func (p *pgColumns) integer(v int64) {
+	p.integers[p.ni] = append(p.integers[p.ni], v)
+	p.ni = (p.ni + 1) % len(p.integers)
+}
+
+func (p *pgColumns) real(v float64) {
+	p.reals[p.nr] = append(p.reals[p.nr], v)
+	p.nr = (p.nr + 1) % len(p.reals)
+}
+
+// args returns the arrays in usageColumns' order, the INSERT's parameters.
+func (p *pgColumns) args() []any {
+	p.argv = p.argv[:0]
+	var t, i, r int
+	for _, k := range p.kinds {
+		switch k {
+		case kindText:
+			p.argv = append(p.argv, p.texts[t])
+			t++
+		case kindInteger:
+			p.argv = append(p.argv, p.integers[i])
+			i++
+		default:
+			p.argv = append(p.argv, p.reals[r])
+			r++
+		}
+	}
+	return p.argv
+}
+
+// columnKinds records the kind of each column a row writes.
+type columnKinds []byte
+
+func (k *columnKinds) text(string)   { *k = append(*k, kindText) }
+func (k *columnKinds) integer(int64) { *k = append(*k, kindInteger) }
+func (k *columnKinds) real(float64)  { *k = append(*k, kindReal) }
+
+func boolInt(b bool) int64 {
 	if b {
 		return 1
 	}

@@ -160,37 +160,51 @@ func (s *memState) add(c llm.Call) {
 	if t.IsZero() {
 		t = memoryNow()
 	}
+	// Each of the call's 15 totals (5 dimensions, 3 spans) counts it in the
+	// same buckets: found once, outside the lock.
+	duration, ttft := bucket(c.Duration), bucket(c.TTFT)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	minute := s.slot(s.minutes[:], t, 60)
-	hour := s.slot(s.hours[:], t, 3600)
+	spans := [2]*memSlot{s.slot(s.minutes[:], t, 60), s.slot(s.hours[:], t, 3600)}
 	for dim := range dims {
 		k := groupKey{dim, values[dim]}
-		if _, ok := s.lifetime[k]; !ok && dim != dimTotal {
-			if s.seen[dim] >= s.maxGroups {
+		a := s.lifetime[k]
+		if a == nil {
+			if dim != dimTotal && s.seen[dim] >= s.maxGroups {
 				k.value = otherGroup
-			} else {
+				a = s.lifetime[k]
+			} else if dim != dimTotal {
 				s.seen[dim]++
 			}
-		}
-		for _, groups := range []map[groupKey]*memAgg{s.lifetime, minute, hour} {
-			if groups == nil {
-				continue
-			}
-			a := groups[k]
 			if a == nil {
 				a = new(memAgg)
-				groups[k] = a
+				s.lifetime[k] = a
 			}
-			a.add(&c)
+		}
+		a.add(&c, duration, ttft)
+		for i, sl := range spans {
+			if sl == nil {
+				continue
+			}
+			// The lifetime total keeps its current minute's and hour's, so
+			// that a call costs one map lookup per dimension, not three.
+			sa := a.spans[i]
+			if sa == nil || a.spanStarts[i] != sl.start {
+				if sa = sl.groups[k]; sa == nil {
+					sa = new(memAgg)
+					sl.groups[k] = sa
+				}
+				a.spans[i], a.spanStarts[i] = sa, sl.start
+			}
+			sa.add(&c, duration, ttft)
 		}
 	}
 }
 
-// slot returns the groups of the slot of ring (of slots width seconds
-// long) that t falls in, emptying a slot left from an earlier round; nil
-// when t is older than the ring.
-func (s *memState) slot(ring []memSlot, t time.Time, width int64) map[groupKey]*memAgg {
+// slot returns the slot of ring (of slots width seconds long) that t falls
+// in, emptying a slot left from an earlier round; nil when t is older than
+// the ring.
+func (s *memState) slot(ring []memSlot, t time.Time, width int64) *memSlot {
 	start := t.Unix() / width * width
 	if memoryNow().Unix()-start >= width*int64(len(ring)) {
 		return nil
@@ -202,7 +216,7 @@ func (s *memState) slot(ring []memSlot, t time.Time, width int64) map[groupKey]*
 		}
 		sl.start, sl.groups = start, map[groupKey]*memAgg{}
 	}
-	return sl.groups
+	return sl
 }
 
 func (s *memState) query(q Query) ([]Row, error) {
@@ -302,9 +316,16 @@ type memAgg struct {
 	durationSum, ttftSum              float64
 	ttftCount                         int64
 	duration, ttft                    histogram
+
+	// For a lifetime total: its totals in the minute and the hour (slots
+	// starting at spanStarts) it last counted a call in.
+	spans      [2]*memAgg
+	spanStarts [2]int64
 }
 
-func (a *memAgg) add(c *llm.Call) {
+// add counts c, whose duration and time to first byte fall in the
+// histogram buckets given.
+func (a *memAgg) add(c *llm.Call, duration, ttft int) {
 	a.requests++
 	if c.Status >= 400 {
 		a.errors++
@@ -315,11 +336,11 @@ func (a *memAgg) add(c *llm.Call) {
 	a.total += c.Usage.TotalTokens
 	a.cost += c.Cost
 	a.durationSum += c.Duration.Seconds()
-	a.duration.add(c.Duration)
+	a.duration[duration]++
 	if c.TTFT > 0 {
 		a.ttftSum += c.TTFT.Seconds()
 		a.ttftCount++
-		a.ttft.add(c.TTFT)
+		a.ttft[ttft]++
 	}
 }
 
@@ -366,13 +387,13 @@ const (
 	histGrowth  = 1.5
 )
 
-func (h *histogram) add(d time.Duration) {
+// bucket returns the histogram bucket d falls in.
+func bucket(d time.Duration) int {
 	ms := float64(d) / float64(time.Millisecond)
-	i := 0
-	if ms > 1 {
-		i = min(int(math.Ceil(math.Log(ms)/math.Log(histGrowth))), histBuckets-1)
+	if ms <= 1 {
+		return 0
 	}
-	h[i]++
+	return min(int(math.Ceil(math.Log(ms)/math.Log(histGrowth))), histBuckets-1)
 }
 
 // quantile estimates the q-quantile in seconds: the geometric middle of

@@ -179,6 +179,35 @@ func TestMemoryCaddyfile(t *testing.T) {
 	}
 }
 
+// TestMemoryLateRecords: a call recorded after others of its group in a
+// later minute (a long call, or one that waited in the queue) still counts
+// in its own minute and hour.
+func TestMemoryLateRecords(t *testing.T) {
+	clock := time.Date(2026, 3, 1, 12, 30, 0, 0, time.UTC)
+	setClock(t, &clock)
+	m, _ := newMemory(t, `{}`)
+	ctx := context.Background()
+	for _, start := range []time.Duration{-150 * time.Second, -10 * time.Second, -140 * time.Second, -2 * time.Hour, -5 * time.Second} {
+		if err := m.Record(ctx, memCall("alice", "gpt", clock.Add(start), time.Second, 200)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, tt := range []struct {
+		from, to time.Duration
+		want     int64
+	}{
+		{-time.Minute, 0, 2}, {-3 * time.Minute, -2 * time.Minute, 2}, {-3 * time.Hour, -time.Hour, 1}, {-3 * time.Hour, 0, 5},
+	} {
+		rows, err := m.Query(ctx, Query{GroupBy: "user", From: clock.Add(tt.from), To: clock.Add(tt.to)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(rows) != 1 || rows[0].Requests != tt.want {
+			t.Errorf("from %v to %v: rows %+v, want %d requests of alice", tt.from, tt.to, rows, tt.want)
+		}
+	}
+}
+
 func BenchmarkMemoryRecord(b *testing.B) {
 	m, _ := newMemory(b, `{"max_groups":9}`)
 	calls := make([]llm.Call, 64)

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -98,6 +97,9 @@ type promMetrics struct {
 	tokens, duration, ttft, tpot, overhead *prometheus.HistogramVec
 	requests, cost                         *prometheus.CounterVec
 	optional                               []string // the config's label keys, in order
+
+	seriesMu sync.Mutex
+	series   map[promSeriesKey]*promSeries
 }
 
 // promSets holds the collectors per set of optional labels, for the
@@ -172,15 +174,7 @@ func (p *Prometheus) Provision(ctx caddy.Context) error {
 // Record implements Recorder.
 func (p *Prometheus) Record(_ context.Context, c llm.Call) error {
 	m := p.m
-	labels := make([]string, 0, 5+len(m.optional))
-	labels = append(labels, operationName(c), providerName(c.Provider), c.Model, c.ServedModel)
-	for _, o := range m.optional {
-		labels = append(labels, optionalValue(o, c))
-	}
-	with := func(extra string) []string { return append(labels[:len(labels):len(labels)], extra) }
-
 	ok := c.Status < 400 && c.ErrorCode == ""
-	m.requests.WithLabelValues(with(statusClass(c.Status))...).Inc()
 	errorType := ""
 	if !ok {
 		errorType = c.ErrorCode
@@ -188,28 +182,121 @@ func (p *Prometheus) Record(_ context.Context, c llm.Call) error {
 			errorType = statusClass(c.Status)
 		}
 	}
-	m.duration.WithLabelValues(with(errorType)...).Observe(c.Duration.Seconds())
-	if c.UsageSource != llm.UsageNone && c.UsageSource != "" {
-		m.tokens.WithLabelValues(with("input")...).Observe(float64(c.Usage.PromptTokens))
-		m.tokens.WithLabelValues(with("output")...).Observe(float64(c.Usage.CompletionTokens))
+	tokens := c.UsageSource != llm.UsageNone && c.UsageSource != ""
+	streamed := ok && c.Stream && c.TTFT > 0
+	perToken := streamed && c.Usage.CompletionTokens > 1 && c.Duration > c.TTFT
+
+	m.seriesMu.Lock()
+	s := m.seriesOf(&c)
+	requests := s.with(&s.requests, statusClass(c.Status), m.requests.MetricVec)
+	duration := s.with(&s.duration, errorType, m.duration.MetricVec)
+	var input, output, cost, ttft, tpot, overhead prometheus.Metric
+	if tokens {
+		input = s.with(&s.tokens, "input", m.tokens.MetricVec)
+		output = s.with(&s.tokens, "output", m.tokens.MetricVec)
 	}
 	if c.Cost > 0 {
-		m.cost.WithLabelValues(labels...).Add(c.Cost)
+		cost = s.own(&s.cost, m.cost.MetricVec)
 	}
-	if ok && c.Stream && c.TTFT > 0 {
-		m.ttft.WithLabelValues(labels...).Observe(c.TTFT.Seconds())
-		if n := c.Usage.CompletionTokens; n > 1 && c.Duration > c.TTFT {
-			m.tpot.WithLabelValues(labels...).Observe((c.Duration - c.TTFT).Seconds() / float64(n-1))
-		}
+	if streamed {
+		ttft = s.own(&s.ttft, m.ttft.MetricVec)
+	}
+	if perToken {
+		tpot = s.own(&s.tpot, m.tpot.MetricVec)
 	}
 	if c.TTFT > 0 && len(c.Attempts) > 0 {
-		overhead := c.TTFT
+		overhead = s.own(&s.overhead, m.overhead.MetricVec)
+	}
+	m.seriesMu.Unlock()
+
+	requests.(prometheus.Counter).Inc()
+	duration.(prometheus.Observer).Observe(c.Duration.Seconds())
+	if tokens {
+		input.(prometheus.Observer).Observe(float64(c.Usage.PromptTokens))
+		output.(prometheus.Observer).Observe(float64(c.Usage.CompletionTokens))
+	}
+	if cost != nil {
+		cost.(prometheus.Counter).Add(c.Cost)
+	}
+	if streamed {
+		ttft.(prometheus.Observer).Observe(c.TTFT.Seconds())
+	}
+	if perToken {
+		tpot.(prometheus.Observer).Observe((c.Duration - c.TTFT).Seconds() / float64(c.Usage.CompletionTokens-1))
+	}
+	if overhead != nil {
+		o := c.TTFT
 		for _, a := range c.Attempts {
-			overhead -= a.Latency
+			o -= a.Latency
 		}
-		m.overhead.WithLabelValues(labels...).Observe(max(overhead, 0).Seconds())
+		overhead.(prometheus.Observer).Observe(max(o, 0).Seconds())
 	}
 	return nil
+}
+
+// promSeriesKey is the label values every series of a call has: the
+// bounded ones, then the config's optional ones in order.
+type promSeriesKey struct {
+	operation, provider, model, served string
+	optional                           [4]string
+}
+
+// promSeries are the children of one promSeriesKey, found once: a record
+// then costs one map lookup instead of one WithLabelValues (hashing every
+// label) per metric. Children are made on first use, as WithLabelValues
+// makes them, so that a series appears only once something was observed in
+// it. The maps are keyed by the value of the metric's extra label (status
+// class, error type, token type).
+type promSeries struct {
+	labels                     []string // the values of promSeriesKey
+	requests, duration, tokens map[string]prometheus.Metric
+	cost, ttft, tpot, overhead prometheus.Metric
+}
+
+// seriesOf returns the series of c; m.seriesMu must be held.
+func (m *promMetrics) seriesOf(c *llm.Call) *promSeries {
+	k := promSeriesKey{operation: operationName(*c), provider: providerName(c.Provider), model: c.Model, served: c.ServedModel}
+	for i, o := range m.optional {
+		k.optional[i] = optionalValue(o, *c)
+	}
+	if s := m.series[k]; s != nil {
+		return s
+	}
+	s := &promSeries{labels: append([]string{k.operation, k.provider, k.model, k.served}, k.optional[:len(m.optional)]...)}
+	if m.series == nil {
+		m.series = map[promSeriesKey]*promSeries{}
+	}
+	m.series[k] = s
+	return s
+}
+
+// with returns the child of vec under s's labels and extra, kept in in.
+func (s *promSeries) with(in *map[string]prometheus.Metric, extra string, vec *prometheus.MetricVec) prometheus.Metric {
+	if c, ok := (*in)[extra]; ok {
+		return c
+	}
+	c := child(vec, append(s.labels[:len(s.labels):len(s.labels)], extra))
+	if *in == nil {
+		*in = map[string]prometheus.Metric{}
+	}
+	(*in)[extra] = c
+	return c
+}
+
+// own returns the child of vec under s's labels alone, kept in *c.
+func (s *promSeries) own(c *prometheus.Metric, vec *prometheus.MetricVec) prometheus.Metric {
+	if *c == nil {
+		*c = child(vec, s.labels)
+	}
+	return *c
+}
+
+func child(vec *prometheus.MetricVec, labels []string) prometheus.Metric {
+	c, err := vec.GetMetricWithLabelValues(labels...)
+	if err != nil {
+		panic(err) // as WithLabelValues does; the labels are the vec's own
+	}
+	return c
 }
 
 // operationName is the OpenTelemetry gen_ai.operation.name of the call.
@@ -265,8 +352,10 @@ func statusClass(status int) string {
 	if status < 100 || status > 599 {
 		return "other"
 	}
-	return strconv.Itoa(status/100) + "xx"
+	return statusClasses[status/100-1]
 }
+
+var statusClasses = [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}
 
 // UnmarshalCaddyfile sets up the recorder from Caddyfile tokens. Syntax:
 //

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -154,5 +155,46 @@ func BenchmarkPrometheusRecord(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		_ = p.Record(context.Background(), c)
+	}
+}
+
+// TestPrometheusSeriesOnFirstUse: the series a recorder keeps at hand count
+// every record, and a series appears only once something was observed in
+// it, as with WithLabelValues.
+func TestPrometheusSeriesOnFirstUse(t *testing.T) {
+	p, ctx := newPrometheus(t, `{"labels":["key"]}`)
+	c := promCall()
+	c.Identity = &llm.Identity{KeyID: t.Name()} // series of this test's own
+	c.Usage.CompletionTokens = 1                // no time per output token
+	for range 3 {
+		if err := p.Record(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	families, err := ctx.GetMetricsRegistry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			if !strings.Contains(labelString(m), "key_id="+t.Name()) {
+				continue
+			}
+			switch {
+			case m.GetHistogram() != nil:
+				got[f.GetName()] += float64(m.GetHistogram().GetSampleCount())
+			case m.GetCounter() != nil:
+				got[f.GetName()] += m.GetCounter().GetValue()
+			}
+		}
+	}
+	want := map[string]float64{
+		"llmoneapi_requests_total": 3, "llmoneapi_cost_usd_total": 0.75,
+		"gen_ai_client_token_usage": 6, "gen_ai_server_request_duration_seconds": 3,
+		"gen_ai_server_time_to_first_token_seconds": 3, "llmoneapi_gateway_overhead_seconds": 3,
+	}
+	if !maps.Equal(got, want) {
+		t.Errorf("series %v\nwant %v", got, want)
 	}
 }

@@ -139,6 +139,7 @@ func BenchmarkRedisRecord(b *testing.B) {
 		batch[i] = memCall(fmt.Sprint("user", i%8), fmt.Sprint("model", i%4), time.Now(), time.Second, 200)
 	}
 	b.ReportAllocs()
+	report := cpuPerOp(b)
 	n := 0
 	for b.Loop() {
 		n++
@@ -148,4 +149,5 @@ func BenchmarkRedisRecord(b *testing.B) {
 			}
 		}
 	}
+	report()
 }

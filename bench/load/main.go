@@ -313,8 +313,9 @@ func (l *loader) hold(n int, srv server) (result, error) {
 		}
 		res.WarmupRequests++
 	}
-	time.Sleep(500 * time.Millisecond)
-	idle, err := srv.read()
+	// The warm-up streams were cut, so the server counts their tokens,
+	// loading its tokenizer once: wait until its memory stops growing.
+	idle, err := settled(srv)
 	if err != nil {
 		return res, err
 	}
@@ -360,6 +361,27 @@ func (l *loader) hold(n int, srv server) (result, error) {
 	res.IdleRSSKiB, res.HoldRSSKiB = idle.rss, during
 	res.KiBPerStream = float64(during-idle.rss) / float64(n)
 	return res, nil
+}
+
+// settled reads the server's memory once a second until three readings in
+// a row are within 1% of each other (at most 20 s), and returns the last.
+func settled(srv server) (sample, error) {
+	last, err := srv.read()
+	stable := 0
+	for deadline := time.Now().Add(20 * time.Second); err == nil && stable < 2 && time.Now().Before(deadline); {
+		time.Sleep(time.Second)
+		var s sample
+		if s, err = srv.read(); err != nil {
+			break
+		}
+		if diff := s.rss - last.rss; diff*100 < last.rss && -diff*100 < last.rss {
+			stable++
+		} else {
+			stable = 0
+		}
+		last = s
+	}
+	return last, err
 }
 
 // holdOne opens one stream, calls ready after its first event and closes it

@@ -108,8 +108,16 @@ type (
 		Errors      int     `json:"errors"`
 		FirstError  string  `json:"first_error,omitempty"`
 	}
+	costRow struct {
+		Deployment string  `json:"deployment"`
+		Over       string  `json:"over"`
+		Scenario   string  `json:"scenario"`
+		AddedCPUus float64 `json:"added_cpu_us_per_request"`
+		RPSRatio   float64 `json:"rps_ratio"`
+	}
 	tables struct {
 		Load   []loadRow   `json:"load"`
+		Costs  []costRow   `json:"costs,omitempty"`
 		Ledger []ledgerRow `json:"ledger,omitempty"`
 		TTFB   []ttfbRow   `json:"ttfb,omitempty"`
 		Memory []memoryRow `json:"memory,omitempty"`
@@ -243,6 +251,20 @@ func build(ls []line, baseline string) (tables, []string) {
 		}
 	}
 
+	// Costs: each deployment against the one it adds features to.
+	for _, r := range t.Load {
+		over, ok := builtOn[r.Deployment]
+		if !ok {
+			continue
+		}
+		for _, o := range t.Load {
+			if o.Deployment == over && o.Scenario == r.Scenario && o.RPS > 0 {
+				t.Costs = append(t.Costs, costRow{Deployment: r.Deployment, Over: over, Scenario: r.Scenario,
+					AddedCPUus: r.CPUusPerRequest - o.CPUusPerRequest, RPSRatio: r.RPS / o.RPS})
+			}
+		}
+	}
+
 	// Ledgers: every request a deployment's process was sent, warm-ups and
 	// every test included, must have its row.
 	for _, l := range ls {
@@ -286,6 +308,10 @@ func build(ls []line, baseline string) (tables, []string) {
 	return t, problems
 }
 
+// builtOn names, for each deployment of bench/run.sh, the one it adds
+// features to: the difference between their rows is what those cost.
+var builtOn = map[string]string{"basic": "bare", "single": "basic", "fleet": "basic", "translated": "basic"}
+
 func write(w io.Writer, t tables) {
 	fmt.Fprintln(w, "| Deployment | Scenario | req/s | × | p50 µs | × | p99 µs | × | CPU µs/req | × | peak RSS MiB | × | requests | errors |")
 	fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
@@ -293,6 +319,14 @@ func write(w io.Writer, t tables) {
 		fmt.Fprintf(w, "| %s | %s | %.0f | %s | %.0f | %s | %.0f | %s | %.0f | %s | %.1f | %s | %d | %d |\n",
 			r.Deployment, r.Scenario, r.RPS, ratio(r.RPSRatio), r.P50us, ratio(r.P50Ratio), r.P99us, ratio(r.P99Ratio),
 			r.CPUusPerRequest, ratio(r.CPURatio), r.PeakRSSMiB, ratio(r.RSSRatio), r.Requests, r.Errors)
+	}
+	if len(t.Costs) > 0 {
+		fmt.Fprintln(w)
+		fmt.Fprintln(w, "| Deployment | over | scenario | CPU µs/req added | req/s × |")
+		fmt.Fprintln(w, "|---|---|---|--:|--:|")
+		for _, r := range t.Costs {
+			fmt.Fprintf(w, "| %s | %s | %s | %+.0f | %s |\n", r.Deployment, r.Over, r.Scenario, r.AddedCPUus, ratio(r.RPSRatio))
+		}
 	}
 	if len(t.Ledger) > 0 {
 		fmt.Fprintln(w)

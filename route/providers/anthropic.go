@@ -234,6 +234,7 @@ type anthropicStream struct {
 
 func (s *anthropicStream) Next() (route.StreamEvent, error) {
 	if s.done {
+		s.events.Release()
 		return route.StreamEvent{}, io.EOF
 	}
 	ev, err := s.events.Next()

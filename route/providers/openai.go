@@ -360,6 +360,7 @@ var (
 
 func (s *openaiStream) Next() (route.StreamEvent, error) {
 	if s.done {
+		s.events.Release()
 		return route.StreamEvent{}, io.EOF
 	}
 	ev, err := s.events.Next()

@@ -170,6 +170,7 @@ type translatedStream struct {
 
 func (s *translatedStream) Next() (route.StreamEvent, error) {
 	if s.done {
+		s.events.Release()
 		return route.StreamEvent{}, io.EOF
 	}
 	ev, err := s.events.Next()
