@@ -171,7 +171,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request, next caddyht
 	}
 
 	llm.CallFrom(r).Identity = id
-	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok && extra != nil {
+	if extra, ok := r.Context().Value(caddyhttp.ExtraLogFieldsCtxKey).(*caddyhttp.ExtraLogFields); ok && extra != nil && accessLogged(r) {
 		// Set, not Add: a request that passes two llm_auth handlers must not
 		// log duplicate keys.
 		extra.Set(zap.String("user", id.User))
@@ -234,6 +234,14 @@ func clientKey(hdr http.Header) string {
 		return key
 	}
 	return strings.TrimSpace(hdr.Get("Api-Key"))
+}
+
+// accessLogged tells whether the request's server writes access logs,
+// the only reader of its extra log fields: without them, setting the
+// fields is work nobody reads.
+func accessLogged(r *http.Request) bool {
+	srv, ok := r.Context().Value(caddyhttp.ServerCtxKey).(*caddyhttp.Server)
+	return !ok || srv.Logs != nil
 }
 
 func unauthorized(w http.ResponseWriter, r *http.Request, code, msg string) {

@@ -128,8 +128,14 @@ func serve(t *testing.T, h *Handler, req *http.Request, next caddyhttp.HandlerFu
 			return err
 		}
 	}
+	return serveOn(t, &caddyhttp.Server{Logs: &caddyhttp.ServerLogConfig{}}, h, req, next)
+}
+
+// serveOn is serve on srv: the server's settings (its access logs) matter.
+func serveOn(t *testing.T, srv *caddyhttp.Server, h *Handler, req *http.Request, next caddyhttp.HandlerFunc) *httptest.ResponseRecorder {
+	t.Helper()
 	w := httptest.NewRecorder()
-	req = caddyhttp.PrepareRequest(req, caddy.NewReplacer(), w, &caddyhttp.Server{})
+	req = caddyhttp.PrepareRequest(req, caddy.NewReplacer(), w, srv)
 	if err := h.ServeHTTP(w, req, next); err != nil {
 		t.Fatalf("ServeHTTP returned %v; errors must be written to the client", err)
 	}
@@ -266,6 +272,20 @@ func extraLogFields(t *testing.T, r *http.Request) map[string]string {
 		out[f.FieldByName("Key").String()] = f.FieldByName("String").String()
 	}
 	return out
+}
+
+// TestNoAccessLogFields: a server without access logs gets no extra log
+// fields, which nothing would read.
+func TestNoAccessLogFields(t *testing.T) {
+	h := mustLoad(t, teamConfig)
+	var logged map[string]string
+	w := serveOn(t, &caddyhttp.Server{}, h, withKey(chat("gpt-4o-mini"), "sk-alice"), func(w http.ResponseWriter, r *http.Request) error {
+		logged = extraLogFields(t, r)
+		return nil
+	})
+	if w.Code != http.StatusOK || logged["user"] != "" || logged["key_id"] != "" {
+		t.Fatalf("status %d, fields %v", w.Code, logged)
+	}
 }
 
 func TestIdentityReachesNext(t *testing.T) {

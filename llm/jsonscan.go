@@ -50,17 +50,9 @@ func ScanObject(body []byte, visit func(key []byte, value Span) error) error {
 		if err := visit(key, Span{i, vend}); err != nil {
 			return err
 		}
-		i = skipSpace(body, vend)
-		if i >= len(body) {
-			return errors.New("unexpected end of body")
-		}
-		switch body[i] {
-		case ',':
-			i = skipSpace(body, i+1)
-		case '}':
-			return trailing(body, i+1)
-		default:
-			return fmt.Errorf("expected ',' or '}' at offset %d", i)
+		var done bool
+		if i, done, err = nextItem(body, vend, '}'); done || err != nil {
+			return err
 		}
 	}
 }
@@ -85,19 +77,28 @@ func ScanArray(body []byte, visit func(value Span) error) error {
 		if err := visit(Span{i, end}); err != nil {
 			return err
 		}
-		i = skipSpace(body, end)
-		if i >= len(body) {
-			return errors.New("unexpected end of body")
-		}
-		switch body[i] {
-		case ',':
-			i = skipSpace(body, i+1)
-		case ']':
-			return trailing(body, i+1)
-		default:
-			return fmt.Errorf("expected ',' or ']' at offset %d", i)
+		var done bool
+		if i, done, err = nextItem(body, end, ']'); done || err != nil {
+			return err
 		}
 	}
+}
+
+// nextItem reads what follows a member or an element at i: a comma, and it
+// returns where the next one starts, or the closing bracket of the
+// top-level value, and it is done.
+func nextItem(body []byte, i int, closing byte) (next int, done bool, err error) {
+	i = skipSpace(body, i)
+	if i >= len(body) {
+		return 0, false, errors.New("unexpected end of body")
+	}
+	switch body[i] {
+	case ',':
+		return skipSpace(body, i+1), false, nil
+	case closing:
+		return 0, true, trailing(body, i+1)
+	}
+	return 0, false, fmt.Errorf("expected ',' or '%c' at offset %d", closing, i)
 }
 
 func trailing(body []byte, i int) error {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"slices"
+	"unicode/utf8"
 
 	"github.com/llmoneapi/llmoneapi/llm"
 )
@@ -100,14 +101,22 @@ func ArgumentsJSON(args string) json.RawMessage {
 // DecodeContent reads a message's content field, which every chat format
 // lets be a string or an array of parts: a non-empty string is returned as
 // one text part, an array decoded into parts; null or absent is neither.
-// what names the array's items in the error for anything else.
+// what names the array's items in the error for anything else. raw is as
+// encoding/json decodes a json.RawMessage: valid JSON.
 func DecodeContent[T any](raw json.RawMessage, what string) (text []Part, parts []T, err error) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return nil, nil, nil
 	}
 	if raw[0] == '"' {
+		// Most content is one string: Unquote takes one without escapes
+		// as it is, which is what decoding gives for valid UTF-8.
 		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
+		if utf8.Valid(raw) {
+			s, err = llm.Unquote(raw)
+		} else {
+			err = json.Unmarshal(raw, &s)
+		}
+		if err != nil {
 			return nil, nil, err
 		}
 		if s == "" {

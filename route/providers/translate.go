@@ -139,7 +139,10 @@ func (t *translate) stream(x *route.Exchange, body io.Reader) route.Stream {
 		dec:    t.format.newDecoder(),
 		enc:    cf.newStreamEncoder(x),
 		format: t.format,
+		// Most events, re-encoded, fit: the buffer is allocated once.
+		buf: make([]byte, 0, 512),
 	}
+	s.evs = s.evArr[:0]
 	encode := cf.streamError
 	if cf.encoderErrors {
 		encode = func(e *wire.Error) []byte { return s.enc.Encode(nil, &wire.Event{Type: wire.EventError, Err: e}) }
@@ -160,6 +163,9 @@ type translatedStream struct {
 	content  bool // an event had content: every later one counts
 	finished bool // the upstream gave its finish reason
 	done     bool
+	// evArr backs evs: an upstream event gives a few canonical ones at
+	// most, and the stream is allocated anyway.
+	evArr [4]wire.Event
 }
 
 func (s *translatedStream) Next() (route.StreamEvent, error) {

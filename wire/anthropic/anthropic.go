@@ -316,7 +316,7 @@ func EncodeRequest(req *wire.Request) ([]byte, []string, error) {
 	if len(req.System) > 0 {
 		blocks := encodeParts(req.System, note)
 		if len(blocks) == 1 && blocks[0].CacheControl == nil {
-			out.System, _ = json.Marshal(*blocks[0].Text)
+			out.System = quote(*blocks[0].Text)
 		} else {
 			out.System, _ = json.Marshal(blocks)
 		}
@@ -396,7 +396,7 @@ func encodeParts(parts []wire.Part, note func(string)) []block {
 			inner := encodeParts(p.ToolResult.Content, note)
 			switch {
 			case len(inner) == 1 && inner[0].Type == "text" && inner[0].CacheControl == nil:
-				b.Content, _ = json.Marshal(*inner[0].Text)
+				b.Content = quote(*inner[0].Text)
 			case len(inner) > 0:
 				b.Content, _ = json.Marshal(inner)
 			}
@@ -417,6 +417,11 @@ func encodeParts(parts []wire.Part, note func(string)) []block {
 		out = append(out, b)
 	}
 	return out
+}
+
+// quote is s as a JSON string, sized for one without escapes.
+func quote(s string) json.RawMessage {
+	return wire.AppendString(make([]byte, 0, len(s)+2), s)
 }
 
 // ToolID returns a tool call id as Anthropic accepts it (letters, digits,

@@ -3,6 +3,7 @@ package anthropic
 import (
 	"crypto/rand"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 
@@ -85,6 +86,146 @@ func stopReason(f wire.FinishReason, stopSequence string) string {
 
 // DecodeResponse reads an upstream's Messages response.
 func DecodeResponse(body []byte) (*wire.Response, error) {
+	if out, ok := scanResponse(body); ok {
+		return out, nil
+	}
+	return decodeResponse(body)
+}
+
+// The members scanResponse reads, as response and block name them.
+var (
+	responseFields = []string{"type", "id", "model", "content", "stop_reason", "stop_sequence", "usage"}
+	answerFields   = []string{"type", "text", "id", "name", "input", "thinking", "signature", "cache_control"}
+)
+
+// scanResponse reads, by scanning, an answer of text, thinking and tool_use
+// blocks, as most are: decoding it cost as much as translating a whole
+// stream. It reports false for anything it cannot read as decodeResponse
+// does, which DecodeResponse then decodes.
+func scanResponse(body []byte) (*wire.Response, bool) {
+	var typ, id, model, content, stop, stopSeq, u []byte
+	if llm.ScanObject(body, func(key []byte, v llm.Span) error {
+		val := body[v.Start:v.End]
+		switch field(key, responseFields) {
+		case "type":
+			typ = val
+		case "id":
+			id = val
+		case "model":
+			model = val
+		case "content":
+			content = val
+		case "stop_reason":
+			stop = val
+		case "stop_sequence":
+			stopSeq = val
+		case "usage":
+			u = val
+		}
+		return nil
+	}) != nil || typ != nil && string(typ) != `"message"` || content == nil || content[0] != '[' {
+		return nil, false
+	}
+	out := &wire.Response{}
+	var ok bool
+	if out.ID, ok = jsonString(id); !ok {
+		return nil, false
+	}
+	if out.Model, ok = jsonString(model); !ok {
+		return nil, false
+	}
+	reason, ok := optionalString(stop)
+	if !ok {
+		return nil, false
+	}
+	out.FinishReason = finishReason(reason)
+	if out.StopSequence, ok = optionalString(stopSeq); !ok {
+		return nil, false
+	}
+	if u != nil && string(u) != "null" {
+		usage, ok := scanUsage(u)
+		if !ok {
+			return nil, false
+		}
+		out.Usage = usage.canonical()
+	}
+	if llm.ScanArray(content, func(v llm.Span) error {
+		p, ok := scanBlock(content[v.Start:v.End])
+		if !ok {
+			return errUnscanned
+		}
+		out.Content = append(out.Content, p)
+		return nil
+	}) != nil {
+		return nil, false
+	}
+	return out, true
+}
+
+// errUnscanned stops a scan that met what it leaves to the decoder.
+var errUnscanned = errors.New("anthropic: left to the decoder")
+
+// scanBlock reads a text, thinking or tool_use block without
+// cache_control.
+func scanBlock(b []byte) (wire.Part, bool) {
+	var typ, text, id, name, input, thinking, signature []byte
+	cached := false
+	if len(b) == 0 || b[0] != '{' || llm.ScanObject(b, func(key []byte, v llm.Span) error {
+		val := b[v.Start:v.End]
+		switch field(key, answerFields) {
+		case "type":
+			typ = val
+		case "text":
+			text = val
+		case "id":
+			id = val
+		case "name":
+			name = val
+		case "input":
+			input = val
+		case "thinking":
+			thinking = val
+		case "signature":
+			signature = val
+		case "cache_control":
+			cached = true
+		}
+		return nil
+	}) != nil || cached {
+		return wire.Part{}, false
+	}
+	var p wire.Part
+	var ok bool
+	switch string(typ) {
+	case `"text"`:
+		p.Type = wire.PartText
+		p.Text, ok = jsonString(text)
+	case `"thinking"`:
+		p.Type = wire.PartReasoning
+		if p.Text, ok = jsonString(thinking); ok {
+			p.Signature, ok = jsonString(signature)
+		}
+	case `"tool_use"`:
+		call := &wire.ToolCall{}
+		if call.ID, ok = jsonString(id); ok {
+			call.Name, ok = jsonString(name)
+		}
+		call.Arguments = wire.JSONText(input)
+		p.Type, p.ToolCall = wire.PartToolCall, call
+	}
+	return p, ok
+}
+
+// optionalString reads a JSON string, null or nothing, the last two as "".
+func optionalString(v []byte) (string, bool) {
+	if v == nil || string(v) == "null" {
+		return "", true
+	}
+	return jsonString(v)
+}
+
+// decodeResponse decodes a Messages response with encoding/json.
+func decodeResponse(body []byte) (*wire.Response, error) {
 	var in response
 	if err := json.Unmarshal(body, &in); err != nil {
 		return nil, fmt.Errorf("anthropic: decode response: %w", err)

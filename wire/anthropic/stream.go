@@ -1,6 +1,7 @@
 package anthropic
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
@@ -53,6 +54,10 @@ func (d *StreamDecoder) Decode(dst []wire.Event, data []byte) ([]wire.Event, err
 	}
 	if ev, ok := d.fastDelta(data); ok {
 		return append(dst, ev), nil
+	}
+	// The few other events are scanned again: cheaper than one decode.
+	if out, ok := d.fastFrame(dst, data); ok {
+		return out, nil
 	}
 	return d.decodeFull(dst, data)
 }
@@ -122,20 +127,8 @@ func (d *StreamDecoder) decodeFull(dst []wire.Event, data []byte) ([]wire.Event,
 		if ev.Delta != nil && ev.Delta.StopReason != nil {
 			dst = append(dst, wire.Event{Type: wire.EventFinish, FinishReason: finishReason(*ev.Delta.StopReason), StopSequence: deref(ev.Delta.StopSequence)})
 		}
-		if u := ev.Usage; u != nil {
-			// output_tokens is the running total; the input figures come
-			// again only from newer API versions.
-			d.usage.OutputTokens = u.OutputTokens
-			if u.InputTokens > 0 {
-				d.usage.InputTokens = u.InputTokens
-			}
-			if u.CacheReadInputTokens > 0 {
-				d.usage.CacheReadInputTokens = u.CacheReadInputTokens
-			}
-			if u.CacheCreationInputTokens > 0 {
-				d.usage.CacheCreationInputTokens = u.CacheCreationInputTokens
-			}
-			dst = append(dst, wire.Event{Type: wire.EventUsage, Usage: d.usage.canonical()})
+		if ev.Usage != nil {
+			dst = append(dst, d.addUsage(ev.Usage))
 		}
 	case "message_stop":
 		d.Done = true
@@ -146,56 +139,295 @@ func (d *StreamDecoder) decodeFull(dst []wire.Event, data []byte) ([]wire.Event,
 	return dst, nil
 }
 
+// addUsage adds a message_delta's usage to the stream's and returns the
+// usage event. output_tokens is the running total; the input figures come
+// again only from newer API versions.
+func (d *StreamDecoder) addUsage(u *usage) wire.Event {
+	d.usage.OutputTokens = u.OutputTokens
+	if u.InputTokens > 0 {
+		d.usage.InputTokens = u.InputTokens
+	}
+	if u.CacheReadInputTokens > 0 {
+		d.usage.CacheReadInputTokens = u.CacheReadInputTokens
+	}
+	if u.CacheCreationInputTokens > 0 {
+		d.usage.CacheCreationInputTokens = u.CacheCreationInputTokens
+	}
+	return wire.Event{Type: wire.EventUsage, Usage: d.usage.canonical()}
+}
+
 // fastDelta reads a text, thinking or tool-argument delta, most of a
 // stream's events, by scanning instead of decoding. It reports false for
 // anything else, which Decode then decodes in full.
 func (d *StreamDecoder) fastDelta(data []byte) (wire.Event, bool) {
-	var typ, index, dl []byte
-	if llm.ScanObject(data, func(key []byte, v llm.Span) error {
-		switch string(key) {
+	top, ok := scanEvent(data)
+	if !ok || string(top.typ) != `"content_block_delta"` || top.delta == nil {
+		return wire.Event{}, false
+	}
+	n, ok := jsonInt(top.index)
+	if !ok {
+		return wire.Event{}, false
+	}
+	var kind, text, thinking, partial []byte
+	if llm.ScanObject(top.delta, func(key []byte, v llm.Span) error {
+		switch field(key, deltaFields) {
 		case "type":
-			typ = data[v.Start:v.End]
-		case "index":
-			index = data[v.Start:v.End]
-		case "delta":
-			dl = data[v.Start:v.End]
+			kind = top.delta[v.Start:v.End]
+		case "text":
+			text = top.delta[v.Start:v.End]
+		case "thinking":
+			thinking = top.delta[v.Start:v.End]
+		case "partial_json":
+			partial = top.delta[v.Start:v.End]
 		}
 		return nil
-	}) != nil || string(typ) != `"content_block_delta"` || dl == nil {
-		return wire.Event{}, false
-	}
-	n, err := strconv.Atoi(string(index))
-	if err != nil {
-		return wire.Event{}, false
-	}
-	var kind, text []byte
-	if llm.ScanObject(dl, func(key []byte, v llm.Span) error {
-		switch string(key) {
-		case "type":
-			kind = dl[v.Start:v.End]
-		case "text", "thinking", "partial_json":
-			text = dl[v.Start:v.End]
-		}
-		return nil
-	}) != nil || len(text) < 2 || text[0] != '"' || !utf8.Valid(text) {
-		// encoding/json would replace invalid UTF-8: leave it to it.
-		return wire.Event{}, false
-	}
-	t, err := llm.Unquote(text)
-	if err != nil {
+	}) != nil {
 		return wire.Event{}, false
 	}
 	switch string(kind) {
 	case `"text_delta"`:
-		return wire.Event{Type: wire.EventTextDelta, Text: t}, true
+		t, ok := jsonString(text)
+		return wire.Event{Type: wire.EventTextDelta, Text: t}, ok
 	case `"thinking_delta"`:
-		return wire.Event{Type: wire.EventReasoningDelta, Text: t}, true
+		t, ok := jsonString(thinking)
+		return wire.Event{Type: wire.EventReasoningDelta, Text: t}, ok
 	case `"input_json_delta"`:
-		if call, ok := d.tools[n]; ok && t != "" {
+		t, ok := jsonString(partial)
+		if call, known := d.tools[int(n)]; ok && known && t != "" {
 			return wire.Event{Type: wire.EventToolCallDelta, Index: call, Text: t}, true
 		}
 	}
 	return wire.Event{}, false
+}
+
+// fastFrame reads, by scanning, the events that frame the deltas: pings,
+// the start and stop of a text or thinking block, message_start,
+// message_delta and message_stop. Each comes once or a few times a stream,
+// yet a short answer has not many more deltas: decoding them cost about as
+// much as all its deltas. It reports false for anything it cannot read as
+// decodeFull does, which Decode then decodes in full.
+func (d *StreamDecoder) fastFrame(dst []wire.Event, data []byte) ([]wire.Event, bool) {
+	top, ok := scanEvent(data)
+	if !ok {
+		return dst, false
+	}
+	if top.index != nil {
+		if _, ok := jsonInt(top.index); !ok {
+			return dst, false
+		}
+	}
+	switch string(top.typ) {
+	case `"ping"`, `"content_block_stop"`:
+		return dst, true
+	case `"message_stop"`:
+		d.Done = true
+		return dst, true
+	case `"content_block_start"`:
+		// A text or thinking block starts empty, and its deltas follow.
+		var kind, text, thinking []byte
+		if top.block == nil || llm.ScanObject(top.block, func(key []byte, v llm.Span) error {
+			switch field(key, blockFields) {
+			case "type":
+				kind = top.block[v.Start:v.End]
+			case "text":
+				text = top.block[v.Start:v.End]
+			case "thinking":
+				thinking = top.block[v.Start:v.End]
+			}
+			return nil
+		}) != nil {
+			return dst, false
+		}
+		switch string(kind) {
+		case `"text"`:
+			return dst, text == nil || string(text) == `""`
+		case `"thinking"`:
+			return dst, thinking == nil || string(thinking) == `""`
+		}
+	case `"message_start"`:
+		var id, model, u []byte
+		if top.message == nil || llm.ScanObject(top.message, func(key []byte, v llm.Span) error {
+			switch field(key, messageFields) {
+			case "id":
+				id = top.message[v.Start:v.End]
+			case "model":
+				model = top.message[v.Start:v.End]
+			case "usage":
+				u = top.message[v.Start:v.End]
+			}
+			return nil
+		}) != nil {
+			return dst, false
+		}
+		start := wire.Event{Type: wire.EventStart}
+		if start.ID, ok = jsonString(id); !ok {
+			return dst, false
+		}
+		if start.Model, ok = jsonString(model); !ok {
+			return dst, false
+		}
+		if u != nil && string(u) != "null" {
+			if d.usage, ok = scanUsage(u); !ok {
+				return dst, false
+			}
+			start.Usage = d.usage.canonical()
+		}
+		return append(dst, start), true
+	case `"message_delta"`:
+		var stop, stopSeq []byte
+		if top.delta != nil && string(top.delta) != "null" && llm.ScanObject(top.delta, func(key []byte, v llm.Span) error {
+			switch field(key, deltaFields) {
+			case "stop_reason":
+				stop = top.delta[v.Start:v.End]
+			case "stop_sequence":
+				stopSeq = top.delta[v.Start:v.End]
+			}
+			return nil
+		}) != nil {
+			return dst, false
+		}
+		var u usage
+		if top.usage != nil && string(top.usage) != "null" {
+			if u, ok = scanUsage(top.usage); !ok {
+				return dst, false
+			}
+		}
+		if stop != nil && string(stop) != "null" {
+			reason, ok := jsonString(stop)
+			if !ok {
+				return dst, false
+			}
+			var seq string
+			if stopSeq != nil && string(stopSeq) != "null" {
+				if seq, ok = jsonString(stopSeq); !ok {
+					return dst, false
+				}
+			}
+			dst = append(dst, wire.Event{Type: wire.EventFinish, FinishReason: finishReason(reason), StopSequence: seq})
+		}
+		if top.usage != nil && string(top.usage) != "null" {
+			dst = append(dst, d.addUsage(&u))
+		}
+		return dst, true
+	}
+	return dst, false
+}
+
+// The members of the objects the scans read, as the structs decodeFull
+// decodes into name them, for field.
+var (
+	eventFields   = []string{"type", "index", "delta", "content_block", "message", "usage"}
+	deltaFields   = []string{"type", "text", "thinking", "partial_json", "stop_reason", "stop_sequence"}
+	blockFields   = []string{"type", "text", "thinking"}
+	messageFields = []string{"id", "model", "usage"}
+	usageFields   = []string{"input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"}
+)
+
+// field returns which of names a key is, as encoding/json matches a key to
+// a struct field: exactly, or else ignoring case (Unicode folding
+// included), so that a scan reads the member decodeFull would; "" for
+// none.
+func field(key []byte, names []string) string {
+	for _, n := range names {
+		if string(key) == n {
+			return n
+		}
+	}
+	for _, n := range names {
+		if bytes.EqualFold(key, []byte(n)) {
+			return n
+		}
+	}
+	return ""
+}
+
+// scanned are the members of a stream event that the fast paths read,
+// each its value's bytes, nil when absent.
+type scanned struct {
+	typ, index, delta, block, message, usage []byte
+}
+
+// scanEvent scans a stream event's members; false for one that is not a
+// well-formed object.
+func scanEvent(data []byte) (scanned, bool) {
+	var s scanned
+	err := llm.ScanObject(data, func(key []byte, v llm.Span) error {
+		switch field(key, eventFields) {
+		case "type":
+			s.typ = data[v.Start:v.End]
+		case "index":
+			s.index = data[v.Start:v.End]
+		case "delta":
+			s.delta = data[v.Start:v.End]
+		case "content_block":
+			s.block = data[v.Start:v.End]
+		case "message":
+			s.message = data[v.Start:v.End]
+		case "usage":
+			s.usage = data[v.Start:v.End]
+		}
+		return nil
+	})
+	return s, err == nil
+}
+
+// scanUsage reads a usage object's token counts.
+func scanUsage(v []byte) (usage, bool) {
+	var u usage
+	ok := true
+	err := llm.ScanObject(v, func(key []byte, s llm.Span) error {
+		var n *int64
+		switch field(key, usageFields) {
+		case "input_tokens":
+			n = &u.InputTokens
+		case "output_tokens":
+			n = &u.OutputTokens
+		case "cache_creation_input_tokens":
+			n = &u.CacheCreationInputTokens
+		case "cache_read_input_tokens":
+			n = &u.CacheReadInputTokens
+		default:
+			return nil
+		}
+		if string(v[s.Start:s.End]) == "null" {
+			// encoding/json leaves a null number as it was.
+			return nil
+		}
+		var good bool
+		*n, good = jsonInt(v[s.Start:s.End])
+		ok = ok && good
+		return nil
+	})
+	return u, err == nil && ok
+}
+
+// jsonInt reads a JSON integer, refusing what encoding/json would refuse
+// for an int: fractions, exponents, a plus sign, leading zeros, overflow.
+func jsonInt(v []byte) (int64, bool) {
+	digits := v
+	if len(digits) > 0 && digits[0] == '-' {
+		digits = digits[1:]
+	}
+	if len(digits) == 0 || digits[0] == '0' && len(digits) > 1 {
+		return 0, false
+	}
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+	}
+	n, err := strconv.ParseInt(string(v), 10, 64)
+	return n, err == nil
+}
+
+// jsonString reads a JSON string; false for anything else, and for invalid
+// UTF-8, which encoding/json would replace: those are left to it.
+func jsonString(v []byte) (string, bool) {
+	if len(v) < 2 || v[0] != '"' || !utf8.Valid(v) {
+		return "", false
+	}
+	s, err := llm.Unquote(v)
+	return s, err == nil
 }
 
 // StreamEncoder writes a Messages stream for a client: the full event
@@ -221,7 +453,7 @@ func (e *StreamEncoder) Encode(dst []byte, ev *wire.Event) []byte {
 		return e.start(dst, ev)
 	case wire.EventTextDelta:
 		dst = e.ensure(dst, "text", func() *block { return &block{Type: "text", Text: new("")} })
-		return e.delta(dst, e.open, &delta{Type: "text_delta", Text: &ev.Text})
+		return e.delta(dst, e.open, "text_delta", "text", ev.Text)
 	case wire.EventReasoningDelta:
 		if ev.Redacted {
 			dst = e.close(e.start(dst, nil))
@@ -232,10 +464,10 @@ func (e *StreamEncoder) Encode(dst []byte, ev *wire.Event) []byte {
 		}
 		dst = e.ensure(dst, "thinking", func() *block { return &block{Type: "thinking", Thinking: new(""), Signature: new("")} })
 		if ev.Text != "" {
-			dst = e.delta(dst, e.open, &delta{Type: "thinking_delta", Thinking: &ev.Text})
+			dst = e.delta(dst, e.open, "thinking_delta", "thinking", ev.Text)
 		}
 		if ev.Signature != "" {
-			dst = e.delta(dst, e.open, &delta{Type: "signature_delta", Signature: &ev.Signature})
+			dst = e.delta(dst, e.open, "signature_delta", "signature", ev.Signature)
 		}
 		return dst
 	case wire.EventToolCallStart:
@@ -247,7 +479,7 @@ func (e *StreamEncoder) Encode(dst []byte, ev *wire.Event) []byte {
 			dst = e.toolStart(dst, ev.Index, "", "")
 			i = e.open
 		}
-		return e.delta(dst, i, &delta{Type: "input_json_delta", PartialJSON: &ev.Text})
+		return e.delta(dst, i, "input_json_delta", "partial_json", ev.Text)
 	case wire.EventFinish:
 		e.stop, e.stopSeq = stopReason(ev.FinishReason, ev.StopSequence), ev.StopSequence
 		return e.close(e.start(dst, nil))
@@ -311,8 +543,13 @@ func (e *StreamEncoder) toolStart(dst []byte, call int, id, name string) []byte 
 	return e.openBlock(dst, "tool_use", &block{Type: "tool_use", ID: ToolID(id), Name: name, Input: json.RawMessage("{}")})
 }
 
-func (e *StreamEncoder) delta(dst []byte, index int, d *delta) []byte {
-	return wire.AppendJSONEvent(dst, "content_block_delta", streamEvent{Type: "content_block_delta", Index: &index, Delta: d})
+// delta appends a content_block_delta, most of a stream's events, by
+// appending what encoding/json writes for its streamEvent: a delta of the
+// kind whose one member, key, is text. kind and key need no escapes.
+func (e *StreamEncoder) delta(dst []byte, index int, kind, key, text string) []byte {
+	dst = strconv.AppendInt(append(dst, "event: content_block_delta\ndata: {\"type\":\"content_block_delta\",\"index\":"...), int64(index), 10)
+	dst = append(append(append(append(dst, `,"delta":{"type":"`...), kind...), `","`...), key...)
+	return append(wire.AppendString(append(dst, `":`...), text), "}}\n\n"...)
 }
 
 func (e *StreamEncoder) close(dst []byte) []byte {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/llmoneapi/llmoneapi/llm"
 	"github.com/llmoneapi/llmoneapi/wire"
@@ -77,6 +78,11 @@ func (d *StreamDecoder) Decode(dst []wire.Event, data []byte) ([]wire.Event, err
 
 // StreamEncoder writes a chat completion stream for a client. Use one per
 // stream: it numbers tool calls and holds the usage until the end.
+//
+// A stream's chunks differ only in their delta and finish reason, and they
+// are most of a translated stream's cost, so they are written by appending
+// (the JSON encoding/json would write, byte for byte) after a prefix built
+// once per stream.
 type StreamEncoder struct {
 	// IncludeUsage sends the usage chunk at the end, for a client that
 	// asked for it with stream_options.include_usage.
@@ -87,6 +93,9 @@ type StreamEncoder struct {
 	created int64
 	started bool
 	usage   *llm.Usage
+	// prefix is every chunk's start, up to its delta, for id, model and
+	// created as they are; empty until the first chunk needs it.
+	prefix []byte
 }
 
 // NewStreamEncoder returns an encoder for a client that did (or did not)
@@ -100,32 +109,43 @@ func (e *StreamEncoder) Encode(dst []byte, ev *wire.Event) []byte {
 	switch ev.Type {
 	case wire.EventStart:
 		e.id, e.model, e.created = orID(ev.ID), ev.Model, orNow(ev.Created)
+		e.prefix = e.prefix[:0]
 		return e.start(dst)
 	case wire.EventTextDelta:
-		dst = e.start(dst)
-		return e.chunk(dst, &replyMessage{Content: &ev.Text}, nil)
+		dst = e.open(e.start(dst))
+		dst = wire.AppendString(append(dst, `{"content":`...), ev.Text)
+		return endChunk(append(dst, '}'), "")
 	case wire.EventReasoningDelta:
 		if ev.Text == "" {
 			// A signature alone has no place in this format.
 			return dst
 		}
-		dst = e.start(dst)
-		return e.chunk(dst, &replyMessage{ReasoningContent: &ev.Text}, nil)
+		dst = e.open(e.start(dst))
+		dst = wire.AppendString(append(dst, `{"reasoning_content":`...), ev.Text)
+		return endChunk(append(dst, '}'), "")
 	case wire.EventToolCallStart:
-		dst = e.start(dst)
-		i := ev.Index
-		return e.chunk(dst, &replyMessage{ToolCalls: []toolCall{{Index: &i, ID: ev.CallID, Type: "function", Function: functionCall{Name: ev.Name}}}}, nil)
+		dst = e.open(e.start(dst))
+		dst = strconv.AppendInt(append(dst, `{"tool_calls":[{"index":`...), int64(ev.Index), 10)
+		if ev.CallID != "" {
+			dst = wire.AppendString(append(dst, `,"id":`...), ev.CallID)
+		}
+		dst = append(dst, `,"type":"function","function":{`...)
+		if ev.Name != "" {
+			dst = append(wire.AppendString(append(dst, `"name":`...), ev.Name), ',')
+		}
+		return endChunk(append(dst, `"arguments":""}}]}`...), "")
 	case wire.EventToolCallDelta:
-		dst = e.start(dst)
-		i := ev.Index
-		return e.chunk(dst, &replyMessage{ToolCalls: []toolCall{{Index: &i, Function: functionCall{Arguments: ev.Text}}}}, nil)
+		dst = e.open(e.start(dst))
+		dst = strconv.AppendInt(append(dst, `{"tool_calls":[{"index":`...), int64(ev.Index), 10)
+		dst = wire.AppendString(append(dst, `,"function":{"arguments":`...), ev.Text)
+		return endChunk(append(dst, `}}]}`...), "")
 	case wire.EventFinish:
-		dst = e.start(dst)
 		reason := string(ev.FinishReason)
 		if reason == "" {
 			reason = string(wire.FinishStop)
 		}
-		return e.chunk(dst, &replyMessage{}, &reason)
+		dst = e.open(e.start(dst))
+		return endChunk(append(dst, `{}`...), reason)
 	case wire.EventUsage:
 		e.usage = ev.Usage
 		return dst
@@ -148,15 +168,34 @@ func (e *StreamEncoder) start(dst []byte) []byte {
 	if e.id == "" {
 		e.id, e.created = orID(""), orNow(0)
 	}
-	empty := ""
-	return e.chunk(dst, &replyMessage{Role: "assistant", Content: &empty}, nil)
+	return endChunk(append(e.open(dst), `{"role":"assistant","content":""}`...), "")
 }
 
-func (e *StreamEncoder) chunk(dst []byte, delta *replyMessage, finish *string) []byte {
-	return wire.AppendJSONEvent(dst, "", completion{
-		ID: e.id, Object: "chat.completion.chunk", Created: e.created, Model: e.model,
-		Choices: []choice{{Delta: delta, FinishReason: finish}},
-	})
+// open appends a chunk's SSE data up to its delta object.
+func (e *StreamEncoder) open(dst []byte) []byte {
+	if len(e.prefix) == 0 {
+		p := e.prefix
+		if p == nil {
+			// Room for the constant parts and a number, so that it is
+			// built in one allocation.
+			p = make([]byte, 0, 128+len(e.id)+len(e.model))
+		}
+		p = wire.AppendString(append(p, `data: {"id":`...), e.id)
+		p = strconv.AppendInt(append(p, `,"object":"chat.completion.chunk","created":`...), e.created, 10)
+		p = wire.AppendString(append(p, `,"model":`...), e.model)
+		e.prefix = append(p, `,"choices":[{"index":0,"delta":`...)
+	}
+	return append(dst, e.prefix...)
+}
+
+// endChunk appends what follows a chunk's delta: its finish reason (null
+// when empty) and the end of its event.
+func endChunk(dst []byte, finish string) []byte {
+	if finish == "" {
+		return append(dst, ",\"finish_reason\":null,\"logprobs\":null}]}\n\n"...)
+	}
+	dst = wire.AppendString(append(dst, `,"finish_reason":`...), finish)
+	return append(dst, ",\"logprobs\":null}]}\n\n"...)
 }
 
 // End appends the stream's proper end: the usage chunk, when the client

@@ -3,6 +3,7 @@ package responses
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 
 	"github.com/llmoneapi/llmoneapi/llm"
@@ -98,7 +99,7 @@ func (e *StreamEncoder) Encode(dst []byte, ev *wire.Event) []byte {
 			dst = e.event(dst, &streamEvent{Type: "response.content_part.added", ItemID: it.id, OutputIndex: e.index(it), ContentIndex: zero(), Part: new(outputText(""))})
 		}
 		it.text.WriteString(ev.Text)
-		return e.event(dst, &streamEvent{Type: "response.output_text.delta", ItemID: it.id, OutputIndex: e.index(it), ContentIndex: zero(), Delta: &ev.Text, Logprobs: &[]json.RawMessage{}})
+		return e.delta(dst, "response.output_text.delta", it, `,"content_index":0`, ev.Text, `,"logprobs":[]`)
 	case wire.EventReasoningDelta:
 		dst = e.start(dst, nil)
 		if ev.Redacted {
@@ -120,7 +121,7 @@ func (e *StreamEncoder) Encode(dst []byte, ev *wire.Event) []byte {
 			dst = e.event(dst, &streamEvent{Type: "response.reasoning_summary_part.added", ItemID: it.id, OutputIndex: e.index(it), SummaryIndex: zero(), Part: summaryText("")})
 		}
 		it.text.WriteString(ev.Text)
-		return e.event(dst, &streamEvent{Type: "response.reasoning_summary_text.delta", ItemID: it.id, OutputIndex: e.index(it), SummaryIndex: zero(), Delta: &ev.Text})
+		return e.delta(dst, "response.reasoning_summary_text.delta", it, `,"summary_index":0`, ev.Text, "")
 	case wire.EventToolCallStart:
 		dst = e.start(dst, nil)
 		dst, _ = e.toolStart(dst, ev.Index, ev.CallID, ev.Name)
@@ -136,7 +137,7 @@ func (e *StreamEncoder) Encode(dst []byte, ev *wire.Event) []byte {
 			return dst
 		}
 		it.text.WriteString(ev.Text)
-		return e.event(dst, &streamEvent{Type: "response.function_call_arguments.delta", ItemID: it.id, OutputIndex: e.index(it), Delta: &ev.Text})
+		return e.delta(dst, "response.function_call_arguments.delta", it, "", ev.Text, "")
 	case wire.EventFinish:
 		e.finish = ev.FinishReason
 		return e.closeAll(e.start(dst, nil))
@@ -203,11 +204,34 @@ func (e *StreamEncoder) event(dst []byte, ev *streamEvent) []byte {
 	return wire.AppendJSONEvent(dst, ev.Type, ev)
 }
 
+// delta appends a delta event of an item, most of a stream's events, by
+// appending what encoding/json writes for its streamEvent: typ, the
+// sequence number, the item's output_index and id, partIndex (its
+// content_index or summary_index member, if any), the delta text and
+// after (its logprobs member, if any). typ needs no escapes.
+func (e *StreamEncoder) delta(dst []byte, typ string, it *outItem, partIndex, text, after string) []byte {
+	dst = append(append(append(dst, "event: "...), typ...), "\ndata: {\"type\":\""...)
+	dst = strconv.AppendInt(append(append(dst, typ...), `","sequence_number":`...), int64(e.seq), 10)
+	e.seq++
+	dst = strconv.AppendInt(append(dst, `,"output_index":`...), int64(e.position(it)), 10)
+	if it.id != "" {
+		dst = wire.AppendString(append(dst, `,"item_id":`...), it.id)
+	}
+	dst = wire.AppendString(append(append(dst, partIndex...), `,"delta":`...), text)
+	return append(append(dst, after...), "}\n\n"...)
+}
+
 // index is an item's output_index.
 func (e *StreamEncoder) index(it *outItem) *int {
+	i := e.position(it)
+	return &i
+}
+
+// position is an item's place among the stream's items.
+func (e *StreamEncoder) position(it *outItem) int {
 	for i, x := range e.items {
 		if x == it {
-			return &i
+			return i
 		}
 	}
 	panic("responses: an item not in the stream")
