@@ -124,6 +124,22 @@ func TestReadRequestLimit(t *testing.T) {
 	}
 }
 
+// TestReadRequestLength: a body read by its Content-Length is the body; one
+// that ends before it is a client error, not a parse of half a body.
+func TestReadRequestLength(t *testing.T) {
+	body := `{"model":"m","messages":[]}`
+	r, _ := newRequest(body)
+	r.ContentLength = int64(len(body))
+	if req, e := ReadRequest(r, 1000); e != nil || string(req.Body) != body || req.Model != "m" {
+		t.Fatalf("got %v, %v", req, e)
+	}
+	r, _ = newRequest(body)
+	r.ContentLength = int64(len(body)) + 10
+	if _, e := ReadRequest(r, 1000); e == nil || e.Status != http.StatusBadRequest || e.Code != "body_unreadable" {
+		t.Fatalf("a body shorter than its Content-Length: %v", e)
+	}
+}
+
 func TestPlaceholders(t *testing.T) {
 	r, _ := newRequest(`{}`)
 	c := CallFrom(r)
