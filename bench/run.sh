@@ -339,8 +339,13 @@ start_caddy() {
 	log {
 		level ERROR
 	}
+	# Rolled files are left uncompressed: Caddy would otherwise gzip each
+	# rolled 100 MiB in this process, a cost of its file logger, not of
+	# the gateway (README "Benchmarks").
 	log llm {
-		output file $work/$name-llm.log
+		output file $work/$name-llm.log {
+			roll_uncompressed
+		}
 		include llm.stats.log
 	}
 }
