@@ -382,6 +382,29 @@ func TestLimitTPM(t *testing.T) {
 	wantHeader(t, a, "X-Ratelimit-Remaining-Tokens", strconv.FormatInt(tpm-used-est, 10))
 }
 
+// TestLimitTPMEmbeddings: an embeddings call reserves its input only, since
+// it generates nothing.
+func TestLimitTPMEmbeddings(t *testing.T) {
+	const tpm = 100000
+	g := llmtest.Start(t, &fakellm.Server{APIKey: llmtest.UpstreamKey}, limitsSite(fmt.Sprintf(`key sk-embed {
+				tpm %d
+			}`, tpm), ""))
+	freshWindow(t)
+	body := `{"model":"gpt-4o-mini","input":"some text to embed"}`
+	req, _ := http.NewRequest(http.MethodPost, g.URL+"/v1/embeddings", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer sk-embed")
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	want := strconv.Itoa(tpm - (len(body)+3)/4)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("X-Ratelimit-Remaining-Tokens") != want {
+		t.Fatalf("status %d, X-Ratelimit-Remaining-Tokens %q, want %s", resp.StatusCode, resp.Header.Get("X-Ratelimit-Remaining-Tokens"), want)
+	}
+}
+
 func TestLimitQuota(t *testing.T) {
 	p := params("hello there", 20)
 	est, _ := estimate(t, p, 20)

@@ -51,15 +51,16 @@ func (e *Error) JSON() []byte {
 }
 
 // Write sends the error to the client in the format of the client's API
-// (told by the request's path, see APIOf: an Anthropic Messages client gets
-// Anthropic's error shape), and records it in the request's Call.
+// (the Call's, told by the request's path: an Anthropic Messages client
+// gets Anthropic's error shape), and records it in the request's Call.
 func (e *Error) Write(w http.ResponseWriter, r *http.Request) {
 	c := CallFrom(r)
-	status, body := e.Status, []byte(nil)
-	if enc := errorEncoders[APIOf(r.URL.Path)]; enc != nil {
+	var status int
+	var body []byte
+	if enc := errorEncoders[c.API]; enc != nil {
 		status, body = enc(e)
 	} else {
-		body = e.JSON()
+		status, body = e.Status, e.JSON()
 	}
 	c.Status = status
 	c.Error = e.Message
