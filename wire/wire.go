@@ -117,6 +117,20 @@ type Message struct {
 	Content []Part `json:"content"`
 }
 
+// OnlyToolResults tells a user turn that holds tool results and nothing
+// else: the turn the chat APIs' tool messages, one per result, fold into.
+func (m Message) OnlyToolResults() bool {
+	if m.Role != RoleUser || len(m.Content) == 0 {
+		return false
+	}
+	for _, p := range m.Content {
+		if p.Type != PartToolResult {
+			return false
+		}
+	}
+	return true
+}
+
 // Tool is a function the model may call.
 type Tool struct {
 	Name        string `json:"name"`

@@ -250,7 +250,7 @@ func decodeMessages(msgs []message, out *wire.Request) error {
 				return fmt.Errorf("openai: messages[%d]: %w", i, err)
 			}
 			result := wire.Part{Type: wire.PartToolResult, ToolResult: &wire.ToolResult{CallID: m.ToolCallID, Content: parts}}
-			if n := len(out.Messages); n > 0 && onlyToolResults(out.Messages[n-1]) {
+			if n := len(out.Messages); n > 0 && out.Messages[n-1].OnlyToolResults() {
 				out.Messages[n-1].Content = append(out.Messages[n-1].Content, result)
 				continue
 			}
@@ -260,18 +260,6 @@ func decodeMessages(msgs []message, out *wire.Request) error {
 		}
 	}
 	return nil
-}
-
-func onlyToolResults(m wire.Message) bool {
-	if m.Role != wire.RoleUser || len(m.Content) == 0 {
-		return false
-	}
-	for _, p := range m.Content {
-		if p.Type != wire.PartToolResult {
-			return false
-		}
-	}
-	return true
 }
 
 // decodeContent reads a message's content: a string, an array of parts, or

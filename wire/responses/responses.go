@@ -488,7 +488,7 @@ func decodeItem(it *item, out *wire.Request) error {
 			return err
 		}
 		result := wire.Part{Type: wire.PartToolResult, ToolResult: &wire.ToolResult{CallID: it.CallID, Content: content}}
-		if n := len(out.Messages); n > 0 && onlyToolResults(out.Messages[n-1]) {
+		if n := len(out.Messages); n > 0 && out.Messages[n-1].OnlyToolResults() {
 			out.Messages[n-1].Content = append(out.Messages[n-1].Content, result)
 		} else {
 			out.Messages = append(out.Messages, wire.Message{Role: wire.RoleUser, Content: []wire.Part{result}})
@@ -548,18 +548,6 @@ func appendAssistant(out *wire.Request, parts ...wire.Part) {
 		return
 	}
 	out.Messages = append(out.Messages, wire.Message{Role: wire.RoleAssistant, Content: parts})
-}
-
-func onlyToolResults(m wire.Message) bool {
-	if m.Role != wire.RoleUser || len(m.Content) == 0 {
-		return false
-	}
-	for _, p := range m.Content {
-		if p.Type != wire.PartToolResult {
-			return false
-		}
-	}
-	return true
 }
 
 // decodeContent reads a message's content: a string or an array of parts.
