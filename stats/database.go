@@ -54,13 +54,14 @@ const (
 // again (also after a restart: a spool left behind is replayed at start).
 // A PostgreSQL server that is down at start does not fail the config: the
 // recorder spools and connects in the background.
-// The request id is the table's key and every INSERT skips ids already
-// stored, so a batch that timed out but did commit is never counted twice.
+// A row's start and request id are the table's key and every INSERT skips
+// rows already stored, so a batch that timed out but did commit is never
+// counted twice.
 // Records are dropped only when the spool is full; they are then counted
 // (llmoneapi_stats_records_total{recorder="database",result="dropped"}) and
 // logged.
 //
-// The table (llm_usage by default) has these columns: request_id (key),
+// The table (llm_usage by default) has these columns: request_id,
 // start_unix_ms (the call's start, Unix milliseconds), user_name, key_id,
 // team, api, endpoint, model, served_model, upstream_model, provider,
 // upstream, attempts, status, stream (0/1), prompt_tokens,
@@ -265,9 +266,9 @@ var usageColumns = []string{
 
 func usageMigrations(table string) []sqldb.Migration {
 	// The types differ only in name: SQLite's INTEGER is 64 bits.
-	create := func(bigint, double string) string {
-		return strings.NewReplacer("{t}", table, "BIGINT", bigint, "DOUBLE", double).Replace(`CREATE TABLE {t} (
-	request_id TEXT PRIMARY KEY,
+	columns := func(key, bigint, double string) string {
+		return strings.NewReplacer("KEY", key, "BIGINT", bigint, "DOUBLE", double).Replace(`(
+	request_id TEXT KEY,
 	start_unix_ms BIGINT NOT NULL,
 	user_name TEXT NOT NULL DEFAULT '',
 	key_id TEXT NOT NULL DEFAULT '',
@@ -295,12 +296,41 @@ func usageMigrations(table string) []sqldb.Migration {
 	truncated INTEGER NOT NULL DEFAULT 0,
 	client_aborted INTEGER NOT NULL DEFAULT 0,
 	error_code TEXT NOT NULL DEFAULT ''
-);
-CREATE INDEX {t}_start ON {t} (start_unix_ms);
-CREATE INDEX {t}_user ON {t} (user_name, start_unix_ms);
-CREATE INDEX {t}_model ON {t} (model, start_unix_ms)`)
+)`)
 	}
-	return []sqldb.Migration{{SQLite: create("INTEGER", "REAL"), Postgres: create("BIGINT", "DOUBLE PRECISION")}}
+	t := strings.NewReplacer("{t}", table, "{pkey}", pgPrimaryKeyName(table), "{cols}", strings.Join(usageColumns, ", "))
+	indexes := `;
+CREATE INDEX {t}_user ON {t} (user_name, start_unix_ms);
+CREATE INDEX {t}_model ON {t} (model, start_unix_ms)`
+	// Version 2 keys rows by (start_unix_ms, request_id) instead of the
+	// request id alone. Request ids are random UUIDs, so every insert into
+	// an index of them lands on a random page: at 300,000 rows that index
+	// was two thirds of SQLite's cost per row, and it grows with the table.
+	// Led by the start, new keys go to the index's right edge, and the
+	// pair still tells a record written twice (a replayed batch) apart.
+	return []sqldb.Migration{
+		{
+			SQLite:   t.Replace("CREATE TABLE {t} " + columns("PRIMARY KEY", "INTEGER", "REAL") + ";\nCREATE INDEX {t}_start ON {t} (start_unix_ms)" + indexes),
+			Postgres: t.Replace("CREATE TABLE {t} " + columns("PRIMARY KEY", "BIGINT", "DOUBLE PRECISION") + ";\nCREATE INDEX {t}_start ON {t} (start_unix_ms)" + indexes),
+		},
+		{
+			// SQLite cannot drop a primary key: the table is copied.
+			SQLite: t.Replace("CREATE TABLE {t}_v2 " + columns("NOT NULL", "INTEGER", "REAL") + `;
+INSERT INTO {t}_v2 ({cols}) SELECT {cols} FROM {t};
+DROP TABLE {t};
+ALTER TABLE {t}_v2 RENAME TO {t};
+CREATE UNIQUE INDEX {t}_start ON {t} (start_unix_ms, request_id)` + indexes),
+			Postgres: t.Replace(`ALTER TABLE {t} DROP CONSTRAINT {pkey};
+DROP INDEX {t}_start;
+CREATE UNIQUE INDEX {t}_start ON {t} (start_unix_ms, request_id)`),
+		},
+	}
+}
+
+// pgPrimaryKeyName is the name PostgreSQL gives the primary key of table:
+// table_pkey, the table's part cut so that the whole fits in 63 bytes.
+func pgPrimaryKeyName(table string) string {
+	return table[:min(len(table), 63-len("_pkey"))] + "_pkey"
 }
 
 // openUsageStore opens the spool and connects to the database. A
@@ -533,7 +563,7 @@ func (s *usageStore) sqliteStmt(ctx context.Context, db *sqldb.DB, n int) (*sql.
 		}
 		q.WriteString(row)
 	}
-	q.WriteString(" ON CONFLICT (request_id) DO NOTHING")
+	q.WriteString(" ON CONFLICT (start_unix_ms, request_id) DO NOTHING")
 	stmt, err := db.PrepareContext(ctx, q.String())
 	if err != nil {
 		return nil, err
@@ -629,7 +659,7 @@ func newPGColumns(table string) (*pgColumns, string) {
 			cols.reals = append(cols.reals, nil)
 		}
 	}
-	q.WriteString(") ON CONFLICT (request_id) DO NOTHING")
+	q.WriteString(") ON CONFLICT (start_unix_ms, request_id) DO NOTHING")
 	return cols, q.String()
 }
 

@@ -2,6 +2,7 @@ package stats
 
 import (
 	"context"
+	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -112,6 +113,68 @@ func TestDatabaseStoresEveryColumn(t *testing.T) {
 				"gpt-4o-2024-08-06 openai api.openai.com 2 200 1 100 20 120 40 5 7 upstream 0.0123 1500 250 1 1 upstream_stream_cut\n"
 			if got != want {
 				t.Errorf("row =\n%s\nwant\n%s", got, want)
+			}
+		})
+	}
+}
+
+// A ledger made by version 1 (keyed by request id alone) keeps its rows
+// when version 2 rekeys it, and a replayed record still counts once.
+func TestDatabaseMigratesKey(t *testing.T) {
+	for _, config := range dialects(t) {
+		t.Run(config["dialect"].(string), func(t *testing.T) {
+			table := DefaultUsageTable
+			if config["table"] != nil {
+				table = config["table"].(string)
+			}
+			db, err := sqldb.Open(context.Background(), config["dialect"].(string), config["dsn"].(string))
+			if err != nil {
+				t.Fatal(err)
+			}
+			component := usageComponent
+			if table != DefaultUsageTable {
+				component += ":" + table
+			}
+			if err := db.Migrate(context.Background(), component, usageMigrations(table)[:1]); err != nil {
+				t.Fatal(err)
+			}
+			start := time.UnixMilli(1_750_000_000_000)
+			for _, id := range []string{"old-1", "old-2"} {
+				if _, err := db.Exec(db.Rebind("INSERT INTO "+table+" (request_id, start_unix_ms, model) VALUES (?, ?, 'm')"), id, start.UnixMilli()); err != nil {
+					t.Fatal(err)
+				}
+			}
+			sqldb.Release(db)
+
+			d := newDatabase(t, config)
+			calls := []llm.Call{sampleCall("old-1", start), sampleCall("new-1", start)}
+			for range 2 {
+				if err := d.RecordBatch(context.Background(), calls); err != nil {
+					t.Fatal(err)
+				}
+			}
+			var ids string
+			q := "SELECT request_id FROM " + table + " ORDER BY request_id"
+			rows, err := d.store.db.Load().Query(q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rows.Close()
+			for rows.Next() {
+				var id string
+				_ = rows.Scan(&id)
+				ids += id + " "
+			}
+			if ids != "new-1 old-1 old-2 " {
+				t.Errorf("rows after the migration: %q, want new-1 old-1 old-2", ids)
+			}
+			// The key is the pair now: the request id alone is not unique.
+			if err := d.RecordBatch(context.Background(), []llm.Call{sampleCall("old-1", start.Add(time.Second))}); err != nil {
+				t.Fatal(err)
+			}
+			var n int
+			if err := d.store.db.Load().QueryRow("SELECT COUNT(*) FROM " + table + " WHERE request_id = 'old-1'").Scan(&n); err != nil || n != 2 {
+				t.Errorf("rows of old-1 at two starts = %d (%v), want 2", n, err)
 			}
 		})
 	}
@@ -280,7 +343,7 @@ func TestDatabaseCaddyfile(t *testing.T) {
 // BenchmarkDatabaseRecord is the database recorder's cost per record,
 // written in batches of 256 to SQLite and to PostgreSQL; cpu-ns/op is the
 // process's CPU per record, the driver's work included (not the PostgreSQL
-// server's).
+// server's). The request ids are random, as Caddy's request UUIDs are.
 func BenchmarkDatabaseRecord(b *testing.B) {
 	for _, config := range []map[string]any{
 		{"dialect": "sqlite", "dsn": filepath.Join(b.TempDir(), "bench.db")},
@@ -293,7 +356,7 @@ func BenchmarkDatabaseRecord(b *testing.B) {
 			b.ReportAllocs()
 			report := cpuPerOp(b)
 			for b.Loop() {
-				batch[n%256] = sampleCall(fmt.Sprintf("b-%d", n), time.Now())
+				batch[n%256] = sampleCall(rand.Text(), time.Now())
 				n++
 				if n%256 == 0 {
 					if err := d.RecordBatch(context.Background(), batch); err != nil {
