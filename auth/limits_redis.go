@@ -77,6 +77,11 @@ const (
 	redisQueue = 16384
 	// redisBatch is the most calls' settlements sent in one script run.
 	redisBatch = 64
+	// giveLinger is how long queued settlements wait for a pipeline of
+	// checks to carry them before the giveLoop sends them itself; while
+	// checks keep coming, up to giveLingers times that.
+	giveLinger  = 5 * time.Millisecond
+	giveLingers = 4
 	// redisTakeBatch is the most checks sent in one pipeline.
 	redisTakeBatch = 64
 	// flushTimeout bounds a settlement run, and the flush of the queue
@@ -109,7 +114,7 @@ func (rc *RedisCounters) Provision(ctx caddy.Context) error {
 		}
 		s := &redisShared{client: client, url: url, prefix: rc.Prefix, logger: rc.logger,
 			takes: make(chan *take, redisTakeBatch), queue: make(chan []Op, redisQueue),
-			stop: make(chan struct{}), done: make(chan struct{})}
+			kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 		go s.takeLoop()
 		go s.giveLoop()
 		return s, nil
@@ -205,14 +210,29 @@ func (s *redisShared) send(ctx context.Context, t *take, timeout time.Duration) 
 
 var errUnloaded = errors.New("the store was unloaded")
 
-// Give implements Counters: the ops join the settlement queue. When the
-// queue is full (Redis has been down a long while) they are dropped and
-// logged.
+// Give implements Counters: the ops join the settlement queue, which the
+// next pipeline of checks carries, ahead of its checks, or else the
+// giveLoop after giveLinger. When the queue is full (Redis has been down a
+// long while) they are dropped and logged.
 func (rc *RedisCounters) Give(_ time.Time, ops []Op) {
+	rc.shared.queueGive(ops)
+}
+
+func (s *redisShared) queueGive(ops []Op) {
 	select {
-	case rc.shared.queue <- ops:
+	case s.queue <- ops:
 	default:
-		rc.shared.dropped(len(ops), "the settlement queue is full")
+		s.dropped(len(ops), "the settlement queue is full")
+		return
+	}
+	s.kickGives()
+}
+
+// kickGives wakes the giveLoop, unless it is already awake.
+func (s *redisShared) kickGives() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
 	}
 }
 
@@ -260,6 +280,8 @@ type redisShared struct {
 
 	takes     chan *take
 	queue     chan []Op
+	kick      chan struct{} // wakes the giveLoop when a settlement is queued
+	pipelines atomic.Uint64 // the pipelines of checks sent so far
 	stop      chan struct{} // closed by Destruct: the loops end
 	done      chan struct{} // closed when the giveLoop has flushed
 	dropMu    sync.Mutex
@@ -349,12 +371,29 @@ func (s *redisShared) runTakes(pipe redis.Pipeliner, batch []*take, cmds []*redi
 	}
 	ctx, cancel := context.WithDeadline(context.Background(), deadline)
 	defer cancel()
+	// The settlements queued so far go first: the checks then see them,
+	// and they cost no round trip of their own.
+	s.pipelines.Add(1)
+	gives := s.queuedGives(nil)
+	var give *redis.Cmd
+	if len(gives) > 0 {
+		keys, args := s.giveArgs(gives)
+		give = pipe.EvalSha(ctx, giveScript.Hash(), keys, args...)
+	}
 	for _, t := range live {
 		cmd := redis.NewIntSliceCmd(ctx, t.args...)
 		cmds = append(cmds, cmd)
 		_ = pipe.Process(ctx, cmd)
 	}
 	_, _ = pipe.Exec(ctx) // each command keeps its own error
+	if give != nil && give.Err() != nil {
+		if redis.HasErrorPrefix(give.Err(), "NOSCRIPT") {
+			_ = giveScript.Load(ctx, s.client).Err()
+		}
+		for _, ops := range gives {
+			s.queueGive(ops) // for the next pipeline, or the giveLoop's retries
+		}
+	}
 	s.redoUnloaded(ctx, pipe, live, cmds)
 	for i, t := range live {
 		t.res, t.err = cmds[i].Result()
@@ -391,47 +430,52 @@ func (s *redisShared) redoUnloaded(ctx context.Context, pipe redis.Pipeliner, ba
 	}
 }
 
-// giveLoop sends queued settlements in batches, one script run each,
-// retrying a failed batch every redisRetryEvery. Once stopped it flushes
-// what is queued, for at most flushTimeout.
+// giveLoop sends the settlements that no pipeline of checks carried
+// within giveLinger, in batches, one script run each, retrying a failed
+// batch every redisRetryEvery. Once stopped it flushes what is queued, for
+// at most flushTimeout.
 func (s *redisShared) giveLoop() {
 	defer close(s.done)
 	var pending [][]Op
 	stop := s.stop
 	var flushBy time.Time
+	linger := time.NewTimer(time.Hour)
+	linger.Stop()
 	for {
-		if len(pending) == 0 {
+		// Wait for a settlement, then give the checks a moment to carry it.
+		if len(pending) == 0 && stop != nil {
 			select {
-			case b := <-s.queue:
-				pending = append(pending, b)
+			case <-s.kick:
+				for range giveLingers {
+					ran := s.pipelines.Load()
+					linger.Reset(giveLinger)
+					select {
+					case <-linger.C:
+					case <-stop:
+						linger.Stop()
+						stop, flushBy = nil, time.Now().Add(flushTimeout)
+					}
+					if stop == nil || s.pipelines.Load() == ran {
+						break // no checks came to carry them
+					}
+				}
 			case <-stop:
 				stop, flushBy = nil, time.Now().Add(flushTimeout)
-				continue
-			default:
-				if stop == nil {
-					return // stopped and flushed
-				}
-				select {
-				case b := <-s.queue:
-					pending = append(pending, b)
-				case <-stop:
-					stop, flushBy = nil, time.Now().Add(flushTimeout)
-					continue
-				}
 			}
 		}
-	drain:
-		for len(pending) < redisBatch {
-			select {
-			case b := <-s.queue:
-				pending = append(pending, b)
-			default:
-				break drain
+		pending = s.queuedGives(pending)
+		if len(pending) == 0 {
+			if stop == nil {
+				return // stopped and flushed
 			}
+			continue // the checks carried them
 		}
 		err := s.give(pending)
 		if err == nil {
 			pending = pending[:0]
+			if len(s.queue) > 0 {
+				s.kickGives() // more than one batch was queued
+			}
 			continue
 		}
 		s.logger.Warn("could not settle limit counters in Redis; retrying",
@@ -457,23 +501,60 @@ func (s *redisShared) giveLoop() {
 	}
 }
 
-// give runs the give script over the batches.
-func (s *redisShared) give(batches [][]Op) error {
-	var keys []string
-	args := []any{time.Now().UnixMilli()}
-	for _, ops := range batches {
-		for i := range ops {
-			op := &ops[i]
-			keys = append(keys, s.prefix+op.Name)
-			args = append(args, op.Add, unixMilli(op.Expires), op.Slot)
+// queuedGives adds to pending the settlements queued now, up to
+// redisBatch calls in all, without waiting.
+func (s *redisShared) queuedGives(pending [][]Op) [][]Op {
+	for len(pending) < redisBatch {
+		select {
+		case ops := <-s.queue:
+			pending = append(pending, ops)
+		default:
+			return pending
 		}
 	}
+	return pending
+}
+
+// give runs the give script over the batches.
+func (s *redisShared) give(batches [][]Op) error {
+	keys, args := s.giveArgs(batches)
 	if len(keys) == 0 {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), flushTimeout)
 	defer cancel()
 	return giveScript.Run(ctx, s.client, keys, args...).Err()
+}
+
+// giveArgs are the give script's keys and arguments for the batches, the
+// adds of many calls to one counter's window summed into one.
+func (s *redisShared) giveArgs(batches [][]Op) ([]string, []any) {
+	type window struct {
+		name    string
+		expires int64
+	}
+	var keys []string
+	args := []any{time.Now().UnixMilli()}
+	var added map[window]int // the index in args of a window's add
+	for _, ops := range batches {
+		for i := range ops {
+			op := &ops[i]
+			if op.Slot == "" {
+				w := window{op.Name, unixMilli(op.Expires)}
+				if j, ok := added[w]; ok {
+					args[j] = args[j].(int64) + op.Add
+					continue
+				}
+				if added == nil {
+					added = make(map[window]int)
+				}
+				added[w] = len(args)
+			}
+			keys = append(keys, s.prefix+op.Name)
+			args = append(args, op.Add, unixMilli(op.Expires), op.Slot)
+		}
+	}
+	return keys, args
 }
 
 // unexpired drops the ops whose window ended while Redis was away.

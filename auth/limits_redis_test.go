@@ -113,6 +113,79 @@ func TestRedisCountersShareRoundTrips(t *testing.T) {
 	}
 }
 
+// scriptCounter is a go-redis hook that counts the script runs sent on
+// their own, not in a pipeline: the settlements.
+type scriptCounter struct{ runs atomic.Int64 }
+
+func (*scriptCounter) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (h *scriptCounter) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if cmd.Name() == "evalsha" || cmd.Name() == "eval" {
+			h.runs.Add(1)
+		}
+		return next(ctx, cmd)
+	}
+}
+func (*scriptCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return next
+}
+
+// TestRedisCountersGivesRideWithTakes: calls that check and then settle a
+// moment apart, as a busy gateway's do, send their settlements in the
+// pipelines of the checks that follow them, not in round trips of their
+// own, and leave the counter where one run per settlement would.
+func TestRedisCountersGivesRideWithTakes(t *testing.T) {
+	rc := newRedisCounters(t, llmtest.RedisURL+"?client_name=llmtest-gives-ride", time.Second)
+	t.Cleanup(func() { llmtest.ClearRedis(t, llmtest.RedisURL, rc.Prefix) })
+	h := new(scriptCounter)
+	auth.RedisClient(rc).AddHook(h)
+
+	op := auth.Op{Name: "tpm", Add: 10, Limit: 100000, Expires: time.Now().Add(time.Minute)}
+	// 100 calls reserve 10 tokens each; 50 used 3 fewer, 50 used 1 more.
+	for i := range 100 {
+		if ok, err := rc.Take(context.Background(), time.Now(), []auth.Op{op}, []int64{0}); !ok || err != nil {
+			t.Fatalf("take %d: %v %v", i, ok, err)
+		}
+		add := int64(-3)
+		if i%2 == 0 {
+			add = 1
+		}
+		rc.Give(time.Now(), []auth.Op{{Name: "tpm", Add: add, Expires: op.Expires}})
+		time.Sleep(100 * time.Microsecond)
+	}
+	settled(t, rc, op, 100*10-50*3+50)
+	if runs := h.runs.Load(); runs > 10 {
+		t.Errorf("100 settlements, each followed by a check, took %d script runs of their own, want them carried by the checks", runs)
+	}
+}
+
+// TestRedisCountersGivesAlone: settlements that no check follows land
+// after a moment by themselves, gathered into fewer runs than calls.
+func TestRedisCountersGivesAlone(t *testing.T) {
+	rc := newRedisCounters(t, llmtest.RedisURL+"?client_name=llmtest-gives-alone", time.Second)
+	t.Cleanup(func() { llmtest.ClearRedis(t, llmtest.RedisURL, rc.Prefix) })
+	h := new(scriptCounter)
+	auth.RedisClient(rc).AddHook(h)
+
+	op := auth.Op{Name: "tpm", Add: 500, Limit: 1000, Expires: time.Now().Add(time.Minute)}
+	if ok, err := rc.Take(context.Background(), time.Now(), []auth.Op{op}, []int64{0}); !ok || err != nil {
+		t.Fatalf("take: %v %v", ok, err)
+	}
+	for range 20 {
+		rc.Give(time.Now(), []auth.Op{{Name: "tpm", Add: -5, Expires: op.Expires}})
+	}
+	// Not settled(): its checks would carry the settlements.
+	deadline := time.Now().Add(2 * time.Second)
+	for h.runs.Load() == 0 && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond)
+	if runs := h.runs.Load(); runs == 0 || runs >= 20 {
+		t.Errorf("20 settlements at once took %d script runs, want them sent together", runs)
+	}
+	settled(t, rc, op, 500-20*5)
+}
+
 // TestRedisCountersReloadScript: when Redis has lost the take script (a
 // restart, SCRIPT FLUSH), the checks refused for it are sent again, once.
 func TestRedisCountersReloadScript(t *testing.T) {
