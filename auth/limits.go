@@ -625,10 +625,7 @@ func (s *limited) settle(c *llm.Call) {
 // used returns the tokens and micro-USD the call is charged.
 func (s *limited) used(c *llm.Call) (int64, int64) {
 	u := c.Usage
-	tokens := u.TotalTokens
-	if tokens == 0 {
-		tokens = u.PromptTokens + u.CompletionTokens
-	}
+	tokens := u.Total()
 	if c.UsageSource == llm.UsageNone && tokens == 0 {
 		// No usage came and llm_route counted none (a stream cut before
 		// any text; cut streams with text are settled at their counted,

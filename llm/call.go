@@ -179,6 +179,15 @@ type Usage struct {
 	ReasoningTokens int64 `json:"reasoning_tokens,omitempty"`
 }
 
+// Total is TotalTokens, or prompt plus completion when an upstream left
+// the total out.
+func (u *Usage) Total() int64 {
+	if u.TotalTokens != 0 {
+		return u.TotalTokens
+	}
+	return u.PromptTokens + u.CompletionTokens
+}
+
 // UsageSource says where a call's usage figures came from.
 type UsageSource string
 

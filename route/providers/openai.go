@@ -323,9 +323,7 @@ func readUsage(obj []byte) (*llm.Usage, error) {
 	if err := scan(obj, ""); err != nil {
 		return nil, err
 	}
-	if u.TotalTokens == 0 {
-		u.TotalTokens = u.PromptTokens + u.CompletionTokens
-	}
+	u.TotalTokens = u.Total()
 	return u, nil
 }
 

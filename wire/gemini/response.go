@@ -62,13 +62,9 @@ func usageOf(u *llm.Usage) *usageMetadata {
 	if u == nil {
 		return nil
 	}
-	total := u.TotalTokens
-	if total == 0 {
-		total = u.PromptTokens + u.CompletionTokens
-	}
 	return &usageMetadata{
 		PromptTokenCount: u.PromptTokens, CandidatesTokenCount: u.CompletionTokens - u.ReasoningTokens,
-		TotalTokenCount: total, CachedContentTokenCount: u.CachedTokens, ThoughtsTokenCount: u.ReasoningTokens,
+		TotalTokenCount: u.Total(), CachedContentTokenCount: u.CachedTokens, ThoughtsTokenCount: u.ReasoningTokens,
 	}
 }
 

@@ -534,9 +534,7 @@ func (u *usage) canonical() *llm.Usage {
 	if d := u.CompletionTokensDetails; d != nil {
 		out.ReasoningTokens = d.ReasoningTokens
 	}
-	if out.TotalTokens == 0 {
-		out.TotalTokens = out.PromptTokens + out.CompletionTokens
-	}
+	out.TotalTokens = out.Total()
 	return out
 }
 
@@ -544,10 +542,7 @@ func usageOf(u *llm.Usage) *usage {
 	if u == nil {
 		return nil
 	}
-	out := &usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.TotalTokens}
-	if out.TotalTokens == 0 {
-		out.TotalTokens = u.PromptTokens + u.CompletionTokens
-	}
+	out := &usage{PromptTokens: u.PromptTokens, CompletionTokens: u.CompletionTokens, TotalTokens: u.Total()}
 	if u.CachedTokens > 0 || u.CacheCreationTokens > 0 {
 		out.PromptTokensDetails = &promptDetails{CachedTokens: u.CachedTokens, CacheCreationTokens: u.CacheCreationTokens}
 	}

@@ -84,9 +84,7 @@ func (u *usage) canonical() *llm.Usage {
 		CacheCreationTokens: u.InputTokensDetails.CacheWriteTokens,
 		ReasoningTokens:     u.OutputTokensDetails.ReasoningTokens,
 	}
-	if out.TotalTokens == 0 {
-		out.TotalTokens = out.PromptTokens + out.CompletionTokens
-	}
+	out.TotalTokens = out.Total()
 	return out
 }
 
@@ -99,10 +97,7 @@ func usageOf(u *llm.Usage) *usage {
 		InputTokensDetails:  inputDetails{CachedTokens: u.CachedTokens, CacheWriteTokens: u.CacheCreationTokens},
 		OutputTokens:        u.CompletionTokens,
 		OutputTokensDetails: outputDetails{ReasoningTokens: u.ReasoningTokens},
-		TotalTokens:         u.TotalTokens,
-	}
-	if out.TotalTokens == 0 {
-		out.TotalTokens = u.PromptTokens + u.CompletionTokens
+		TotalTokens:         u.Total(),
 	}
 	return out
 }
