@@ -64,6 +64,9 @@ type responsesStream struct {
 	// response.failed reached the client, so ErrorEvent need not say it
 	// again.
 	errorSent, failedSent bool
+	// done says the final event was relayed: the next Next gives the
+	// reader's buffers back, which the final event's bytes were in.
+	done bool
 }
 
 func newResponsesStream(body io.Reader) *responsesStream {
@@ -71,6 +74,10 @@ func newResponsesStream(body io.Reader) *responsesStream {
 }
 
 func (s *responsesStream) Next() (route.StreamEvent, error) {
+	if s.done {
+		s.events.Release()
+		return route.StreamEvent{}, io.EOF
+	}
 	ev, err := s.events.Next()
 	if err == io.EOF {
 		return route.StreamEvent{}, fmt.Errorf("the stream ended before response.completed: %w", io.ErrUnexpectedEOF)
@@ -113,7 +120,8 @@ func (s *responsesStream) Next() (route.StreamEvent, error) {
 			return route.StreamEvent{}, fmt.Errorf("bad %s event: %w", typ, err)
 		}
 		s.seq++
-		return route.StreamEvent{Data: ev.Raw, Usage: usage, Content: true}, io.EOF
+		s.done = true
+		return route.StreamEvent{Data: ev.Raw, Usage: usage, Content: true}, nil
 	default:
 		s.content = true
 	}

@@ -47,16 +47,16 @@ func TestResponsesStream(t *testing.T) {
 	var usage *llm.Usage
 	for {
 		ev, err := s.Next()
-		out.Write(ev.Data)
-		contents = append(contents, ev.Content)
-		if ev.Usage != nil {
-			usage = ev.Usage
-		}
 		if err == io.EOF {
 			break
 		}
 		if err != nil {
 			t.Fatal(err)
+		}
+		out.Write(ev.Data)
+		contents = append(contents, ev.Content)
+		if ev.Usage != nil {
+			usage = ev.Usage
 		}
 	}
 	if want := strings.TrimSuffix(upstream, "data: [DONE]\n\n"); out.String() != want {
