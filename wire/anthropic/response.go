@@ -106,7 +106,7 @@ func scanResponse(body []byte) (*wire.Response, bool) {
 	var typ, id, model, content, stop, stopSeq, u []byte
 	if llm.ScanObject(body, func(key []byte, v llm.Span) error {
 		val := body[v.Start:v.End]
-		switch field(key, responseFields) {
+		switch wire.Field(key, responseFields) {
 		case "type":
 			typ = val
 		case "id":
@@ -128,10 +128,10 @@ func scanResponse(body []byte) (*wire.Response, bool) {
 	}
 	out := &wire.Response{}
 	var ok bool
-	if out.ID, ok = jsonString(id); !ok {
+	if out.ID, ok = wire.ScanString(id); !ok {
 		return nil, false
 	}
-	if out.Model, ok = jsonString(model); !ok {
+	if out.Model, ok = wire.ScanString(model); !ok {
 		return nil, false
 	}
 	reason, ok := optionalString(stop)
@@ -172,7 +172,7 @@ func scanBlock(b []byte) (wire.Part, bool) {
 	cached := false
 	if len(b) == 0 || b[0] != '{' || llm.ScanObject(b, func(key []byte, v llm.Span) error {
 		val := b[v.Start:v.End]
-		switch field(key, answerFields) {
+		switch wire.Field(key, answerFields) {
 		case "type":
 			typ = val
 		case "text":
@@ -199,16 +199,16 @@ func scanBlock(b []byte) (wire.Part, bool) {
 	switch string(typ) {
 	case `"text"`:
 		p.Type = wire.PartText
-		p.Text, ok = jsonString(text)
+		p.Text, ok = wire.ScanString(text)
 	case `"thinking"`:
 		p.Type = wire.PartReasoning
-		if p.Text, ok = jsonString(thinking); ok {
-			p.Signature, ok = jsonString(signature)
+		if p.Text, ok = wire.ScanString(thinking); ok {
+			p.Signature, ok = wire.ScanString(signature)
 		}
 	case `"tool_use"`:
 		call := &wire.ToolCall{}
-		if call.ID, ok = jsonString(id); ok {
-			call.Name, ok = jsonString(name)
+		if call.ID, ok = wire.ScanString(id); ok {
+			call.Name, ok = wire.ScanString(name)
 		}
 		call.Arguments = wire.JSONText(input)
 		p.Type, p.ToolCall = wire.PartToolCall, call
@@ -221,7 +221,7 @@ func optionalString(v []byte) (string, bool) {
 	if v == nil || string(v) == "null" {
 		return "", true
 	}
-	return jsonString(v)
+	return wire.ScanString(v)
 }
 
 // decodeResponse decodes a Messages response with encoding/json.

@@ -1,13 +1,11 @@
 package anthropic
 
 import (
-	"bytes"
 	"crypto/rand"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
-	"unicode/utf8"
 
 	"github.com/llmoneapi/llmoneapi/llm"
 	"github.com/llmoneapi/llmoneapi/wire"
@@ -164,13 +162,13 @@ func (d *StreamDecoder) fastDelta(data []byte) (wire.Event, bool) {
 	if !ok || string(top.typ) != `"content_block_delta"` || top.delta == nil {
 		return wire.Event{}, false
 	}
-	n, ok := jsonInt(top.index)
+	n, ok := wire.ScanInt(top.index)
 	if !ok {
 		return wire.Event{}, false
 	}
 	var kind, text, thinking, partial []byte
 	if llm.ScanObject(top.delta, func(key []byte, v llm.Span) error {
-		switch field(key, deltaFields) {
+		switch wire.Field(key, deltaFields) {
 		case "type":
 			kind = top.delta[v.Start:v.End]
 		case "text":
@@ -186,13 +184,13 @@ func (d *StreamDecoder) fastDelta(data []byte) (wire.Event, bool) {
 	}
 	switch string(kind) {
 	case `"text_delta"`:
-		t, ok := jsonString(text)
+		t, ok := wire.ScanString(text)
 		return wire.Event{Type: wire.EventTextDelta, Text: t}, ok
 	case `"thinking_delta"`:
-		t, ok := jsonString(thinking)
+		t, ok := wire.ScanString(thinking)
 		return wire.Event{Type: wire.EventReasoningDelta, Text: t}, ok
 	case `"input_json_delta"`:
-		t, ok := jsonString(partial)
+		t, ok := wire.ScanString(partial)
 		if call, known := d.tools[int(n)]; ok && known && t != "" {
 			return wire.Event{Type: wire.EventToolCallDelta, Index: call, Text: t}, true
 		}
@@ -212,7 +210,7 @@ func (d *StreamDecoder) fastFrame(dst []wire.Event, data []byte) ([]wire.Event, 
 		return dst, false
 	}
 	if top.index != nil {
-		if _, ok := jsonInt(top.index); !ok {
+		if _, ok := wire.ScanInt(top.index); !ok {
 			return dst, false
 		}
 	}
@@ -226,7 +224,7 @@ func (d *StreamDecoder) fastFrame(dst []wire.Event, data []byte) ([]wire.Event, 
 		// A text or thinking block starts empty, and its deltas follow.
 		var kind, text, thinking []byte
 		if top.block == nil || llm.ScanObject(top.block, func(key []byte, v llm.Span) error {
-			switch field(key, blockFields) {
+			switch wire.Field(key, blockFields) {
 			case "type":
 				kind = top.block[v.Start:v.End]
 			case "text":
@@ -247,7 +245,7 @@ func (d *StreamDecoder) fastFrame(dst []wire.Event, data []byte) ([]wire.Event, 
 	case `"message_start"`:
 		var id, model, u []byte
 		if top.message == nil || llm.ScanObject(top.message, func(key []byte, v llm.Span) error {
-			switch field(key, messageFields) {
+			switch wire.Field(key, messageFields) {
 			case "id":
 				id = top.message[v.Start:v.End]
 			case "model":
@@ -260,10 +258,10 @@ func (d *StreamDecoder) fastFrame(dst []wire.Event, data []byte) ([]wire.Event, 
 			return dst, false
 		}
 		start := wire.Event{Type: wire.EventStart}
-		if start.ID, ok = jsonString(id); !ok {
+		if start.ID, ok = wire.ScanString(id); !ok {
 			return dst, false
 		}
-		if start.Model, ok = jsonString(model); !ok {
+		if start.Model, ok = wire.ScanString(model); !ok {
 			return dst, false
 		}
 		if u != nil && string(u) != "null" {
@@ -276,7 +274,7 @@ func (d *StreamDecoder) fastFrame(dst []wire.Event, data []byte) ([]wire.Event, 
 	case `"message_delta"`:
 		var stop, stopSeq []byte
 		if top.delta != nil && string(top.delta) != "null" && llm.ScanObject(top.delta, func(key []byte, v llm.Span) error {
-			switch field(key, deltaFields) {
+			switch wire.Field(key, deltaFields) {
 			case "stop_reason":
 				stop = top.delta[v.Start:v.End]
 			case "stop_sequence":
@@ -293,13 +291,13 @@ func (d *StreamDecoder) fastFrame(dst []wire.Event, data []byte) ([]wire.Event, 
 			}
 		}
 		if stop != nil && string(stop) != "null" {
-			reason, ok := jsonString(stop)
+			reason, ok := wire.ScanString(stop)
 			if !ok {
 				return dst, false
 			}
 			var seq string
 			if stopSeq != nil && string(stopSeq) != "null" {
-				if seq, ok = jsonString(stopSeq); !ok {
+				if seq, ok = wire.ScanString(stopSeq); !ok {
 					return dst, false
 				}
 			}
@@ -323,24 +321,6 @@ var (
 	usageFields   = []string{"input_tokens", "output_tokens", "cache_creation_input_tokens", "cache_read_input_tokens"}
 )
 
-// field returns which of names a key is, as encoding/json matches a key to
-// a struct field: exactly, or else ignoring case (Unicode folding
-// included), so that a scan reads the member decodeFull would; "" for
-// none.
-func field(key []byte, names []string) string {
-	for _, n := range names {
-		if string(key) == n {
-			return n
-		}
-	}
-	for _, n := range names {
-		if bytes.EqualFold(key, []byte(n)) {
-			return n
-		}
-	}
-	return ""
-}
-
 // scanned are the members of a stream event that the fast paths read,
 // each its value's bytes, nil when absent.
 type scanned struct {
@@ -352,7 +332,7 @@ type scanned struct {
 func scanEvent(data []byte) (scanned, bool) {
 	var s scanned
 	err := llm.ScanObject(data, func(key []byte, v llm.Span) error {
-		switch field(key, eventFields) {
+		switch wire.Field(key, eventFields) {
 		case "type":
 			s.typ = data[v.Start:v.End]
 		case "index":
@@ -377,7 +357,7 @@ func scanUsage(v []byte) (usage, bool) {
 	ok := true
 	err := llm.ScanObject(v, func(key []byte, s llm.Span) error {
 		var n *int64
-		switch field(key, usageFields) {
+		switch wire.Field(key, usageFields) {
 		case "input_tokens":
 			n = &u.InputTokens
 		case "output_tokens":
@@ -394,40 +374,11 @@ func scanUsage(v []byte) (usage, bool) {
 			return nil
 		}
 		var good bool
-		*n, good = jsonInt(v[s.Start:s.End])
+		*n, good = wire.ScanInt(v[s.Start:s.End])
 		ok = ok && good
 		return nil
 	})
 	return u, err == nil && ok
-}
-
-// jsonInt reads a JSON integer, refusing what encoding/json would refuse
-// for an int: fractions, exponents, a plus sign, leading zeros, overflow.
-func jsonInt(v []byte) (int64, bool) {
-	digits := v
-	if len(digits) > 0 && digits[0] == '-' {
-		digits = digits[1:]
-	}
-	if len(digits) == 0 || digits[0] == '0' && len(digits) > 1 {
-		return 0, false
-	}
-	for _, c := range digits {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-	}
-	n, err := strconv.ParseInt(string(v), 10, 64)
-	return n, err == nil
-}
-
-// jsonString reads a JSON string; false for anything else, and for invalid
-// UTF-8, which encoding/json would replace: those are left to it.
-func jsonString(v []byte) (string, bool) {
-	if len(v) < 2 || v[0] != '"' || !utf8.Valid(v) {
-		return "", false
-	}
-	s, err := llm.Unquote(v)
-	return s, err == nil
 }
 
 // StreamEncoder writes a Messages stream for a client: the full event

@@ -29,6 +29,16 @@ func (d *StreamDecoder) Decode(dst []wire.Event, data []byte) ([]wire.Event, err
 		d.Done = true
 		return dst, nil
 	}
+	if d.started {
+		if out, ok := fastDelta(dst, data); ok {
+			return out, nil
+		}
+	}
+	return d.decodeFull(dst, data)
+}
+
+// decodeFull decodes any chunk with encoding/json.
+func (d *StreamDecoder) decodeFull(dst []wire.Event, data []byte) ([]wire.Event, error) {
 	var c completion
 	if err := json.Unmarshal(data, &c); err != nil {
 		return dst, fmt.Errorf("openai: decode stream chunk: %w", err)
@@ -74,6 +84,107 @@ func (d *StreamDecoder) Decode(dst []wire.Event, data []byte) ([]wire.Event, err
 		dst = append(dst, wire.Event{Type: wire.EventUsage, Usage: c.Usage.canonical()})
 	}
 	return dst, nil
+}
+
+var (
+	chunkFields  = []string{"choices", "usage", "error"}
+	choiceFields = []string{"index", "delta", "finish_reason"}
+	deltaFields  = []string{"content", "reasoning_content", "reasoning", "tool_calls"}
+)
+
+// fastDelta reads, by scanning, a chunk that carries only text or
+// reasoning of the first choice: after the first, nearly every chunk of a
+// stream. Decoding one with encoding/json cost about 3.8 µs. It reports
+// false for anything it cannot read as decodeFull does (tool calls, a
+// finish reason, usage, an error, other choices), which Decode then
+// decodes in full. The members decodeFull reads only from the first chunk
+// (id, model, created) are not read.
+func fastDelta(dst []wire.Event, data []byte) ([]wire.Event, bool) {
+	var choices, usage, errv []byte
+	if llm.ScanObject(data, func(key []byte, v llm.Span) error {
+		switch wire.Field(key, chunkFields) {
+		case "choices":
+			choices = data[v.Start:v.End]
+		case "usage":
+			usage = data[v.Start:v.End]
+		case "error":
+			errv = data[v.Start:v.End]
+		}
+		return nil
+	}) != nil || len(choices) == 0 || choices[0] != '[' || !wire.IsNull(usage) || !wire.IsNull(errv) {
+		return dst, false
+	}
+	var choice []byte
+	n := 0
+	if llm.ScanArray(choices, func(v llm.Span) error {
+		n++
+		choice = choices[v.Start:v.End]
+		return nil
+	}) != nil || n != 1 || choice[0] != '{' {
+		return dst, false
+	}
+	var index, delta, finish []byte
+	if llm.ScanObject(choice, func(key []byte, v llm.Span) error {
+		switch wire.Field(key, choiceFields) {
+		case "index":
+			index = choice[v.Start:v.End]
+		case "delta":
+			delta = choice[v.Start:v.End]
+		case "finish_reason":
+			finish = choice[v.Start:v.End]
+		}
+		return nil
+	}) != nil || len(delta) == 0 || delta[0] != '{' || !wire.IsNull(finish) && string(finish) != `""` {
+		return dst, false
+	}
+	if index != nil {
+		if i, ok := wire.ScanInt(index); !ok || i != 0 {
+			return dst, false
+		}
+	}
+	var content, reasoningContent, reasoning, tools []byte
+	if llm.ScanObject(delta, func(key []byte, v llm.Span) error {
+		switch wire.Field(key, deltaFields) {
+		case "content":
+			content = delta[v.Start:v.End]
+		case "reasoning_content":
+			reasoningContent = delta[v.Start:v.End]
+		case "reasoning":
+			reasoning = delta[v.Start:v.End]
+		case "tool_calls":
+			tools = delta[v.Start:v.End]
+		}
+		return nil
+	}) != nil || !wire.IsNull(tools) && string(tools) != "[]" {
+		return dst, false
+	}
+	// As replyMessage.reasoning: reasoning_content if it is not null.
+	if !wire.IsNull(reasoningContent) {
+		reasoning = reasoningContent
+	}
+	r, ok := optionalString(reasoning)
+	if !ok {
+		return dst, false
+	}
+	c, ok := optionalString(content)
+	if !ok {
+		return dst, false
+	}
+	if r != "" {
+		dst = append(dst, wire.Event{Type: wire.EventReasoningDelta, Text: r})
+	}
+	if c != "" {
+		dst = append(dst, wire.Event{Type: wire.EventTextDelta, Text: c})
+	}
+	return dst, true
+}
+
+// optionalString reads a member that is a string, null or absent.
+func optionalString(v []byte) (string, bool) {
+	if wire.IsNull(v) {
+		return "", true
+	}
+	return wire.ScanString(v)
 }
 
 // StreamEncoder writes a chat completion stream for a client. Use one per
