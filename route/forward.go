@@ -575,6 +575,10 @@ func (h *Handler) relay(w http.ResponseWriter, r *http.Request, call *llm.Call, 
 		call.Attempts[len(call.Attempts)-1].Outcome = string(outcome)
 	}
 	t.finish(outcome)
+	if outcome == OutcomeOK && call.UsageSource != llm.UsageUpstream {
+		// The client has its whole answer before the counting.
+		_ = http.NewResponseController(w).Flush()
+	}
 	settleStream(call, t, outcome == OutcomeOK)
 	t.sent.release()
 }
@@ -665,12 +669,12 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, call *llm.
 			return OutcomeClientGone
 		}
 	}
+	if t.eof {
+		return OutcomeOK // the whole stream, sent as the handler returns
+	}
 	if err := rc.Flush(); err != nil {
 		h.clientGone(call)
 		return OutcomeClientGone
-	}
-	if t.eof {
-		return OutcomeOK
 	}
 	unflushed := false
 	for {
@@ -686,15 +690,19 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, call *llm.
 			}
 			unflushed = true
 		}
+		if err == io.EOF {
+			// Not flushed: net/http sends what is left as the handler
+			// returns, with the end of the chunked body in the same
+			// write, one write fewer per stream. The stream's final
+			// events say More for the same reason.
+			return OutcomeOK
+		}
 		if unflushed && !ev.More {
 			if ferr := rc.Flush(); ferr != nil {
 				h.clientGone(call)
 				return OutcomeClientGone
 			}
 			unflushed = false
-		}
-		if err == io.EOF {
-			return OutcomeOK
 		}
 		if err == nil {
 			continue

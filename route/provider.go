@@ -133,7 +133,9 @@ type StreamEvent struct {
 	Content bool
 	// More says that the next event is already at hand, so the handler may
 	// hold this one back from the network until it flushes the next: a
-	// burst of events then costs one flush, and no event waits.
+	// burst of events then costs one flush, and no event waits. A stream's
+	// last event says More when Next's io.EOF follows at once: the handler
+	// sends the end with the end of the response body.
 	More bool
 }
 

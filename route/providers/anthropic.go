@@ -267,7 +267,7 @@ func (s *anthropicStream) Next() (route.StreamEvent, error) {
 	case "content_block_start", "content_block_delta", "content_block_stop":
 		s.content = true
 	case "message_stop":
-		s.done, s.content = true, true
+		s.done, s.content, out.More = true, true, true
 	}
 	out.Content = s.content
 	return out, nil

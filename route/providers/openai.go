@@ -365,7 +365,7 @@ func (s *openaiStream) Next() (route.StreamEvent, error) {
 	if err == io.EOF {
 		if s.finished && (s.usage || !s.clientWantsUsage) {
 			s.done = true
-			return route.StreamEvent{Data: doneEvent, Content: true}, nil
+			return route.StreamEvent{Data: doneEvent, Content: true, More: true}, nil
 		}
 		return route.StreamEvent{}, fmt.Errorf("the stream ended without [DONE]: %w", io.ErrUnexpectedEOF)
 	}
@@ -374,7 +374,7 @@ func (s *openaiStream) Next() (route.StreamEvent, error) {
 	}
 	if bytes.Equal(ev.Data, doneData) {
 		s.done = true
-		return route.StreamEvent{Data: ev.Raw, Content: true}, nil
+		return route.StreamEvent{Data: ev.Raw, Content: true, More: true}, nil
 	}
 	out := route.StreamEvent{Data: ev.Raw, More: s.events.Ready()}
 	if !s.finished && llm.HasValue(ev.Data, finishKey, '"') {

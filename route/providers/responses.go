@@ -121,7 +121,7 @@ func (s *responsesStream) Next() (route.StreamEvent, error) {
 		}
 		s.seq++
 		s.done = true
-		return route.StreamEvent{Data: ev.Raw, Usage: usage, Content: true}, nil
+		return route.StreamEvent{Data: ev.Raw, Usage: usage, Content: true, More: true}, nil
 	default:
 		s.content = true
 	}

@@ -181,7 +181,7 @@ func (s *translatedStream) Next() (route.StreamEvent, error) {
 		// The proper end in the client's format: the usage chunk if it
 		// asked, and [DONE].
 		s.done = true
-		return route.StreamEvent{Data: s.enc.End(s.buf[:0]), Content: true}, nil
+		return route.StreamEvent{Data: s.enc.End(s.buf[:0]), Content: true, More: true}, nil
 	}
 	if err != nil {
 		return route.StreamEvent{}, err
