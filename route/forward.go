@@ -75,8 +75,10 @@ type try struct {
 	resp   *http.Response
 	stream Stream
 	held   [][]byte
-	eof    bool
-	idle   *idleReader
+	// more says the event after the held ones is at hand already.
+	more bool
+	eof  bool
+	idle *idleReader
 	// sent is what a relayed stream sent, for counting usage the
 	// upstream did not report.
 	sent sent
@@ -274,6 +276,7 @@ func (h *Handler) try(ctx context.Context, m *Model, u *Upstream, endpoint llm.E
 			if ev.Content || held > maxHeld || (held > 0 && !m.holdStream) {
 				// Relayed before the next Next, so not copied.
 				t.held = append(t.held, ev.Data)
+				t.more = ev.More
 				break
 			}
 			if len(ev.Data) > 0 {
@@ -672,11 +675,15 @@ func (h *Handler) relayStream(w http.ResponseWriter, r *http.Request, call *llm.
 	if t.eof {
 		return OutcomeOK // the whole stream, sent as the handler returns
 	}
-	if err := rc.Flush(); err != nil {
-		h.clientGone(call)
-		return OutcomeClientGone
+	// The first byte goes at once, unless the next event is at hand: then
+	// both go in one write.
+	unflushed := t.more
+	if !unflushed {
+		if err := rc.Flush(); err != nil {
+			h.clientGone(call)
+			return OutcomeClientGone
+		}
 	}
-	unflushed := false
 	for {
 		ev, err := t.stream.Next()
 		if ev.Usage != nil {
