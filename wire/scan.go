@@ -17,17 +17,37 @@ import (
 // a struct field: exactly, or else ignoring case (Unicode folding
 // included), so that a scan reads the member a decode would; "" for none.
 func Field(key []byte, names []string) string {
-	for _, n := range names {
-		if string(key) == n {
-			return n
-		}
-	}
-	for _, n := range names {
-		if bytes.EqualFold(key, []byte(n)) {
-			return n
-		}
+	if i := fieldIndex(key, names); i >= 0 {
+		return names[i]
 	}
 	return ""
+}
+
+func fieldIndex(key []byte, names []string) int {
+	for i, n := range names {
+		if string(key) == n {
+			return i
+		}
+	}
+	for i, n := range names {
+		if bytes.EqualFold(key, []byte(n)) {
+			return i
+		}
+	}
+	return -1
+}
+
+// ScanMembers scans the JSON object obj and sets *vals[i] to the bytes of
+// the value of member names[i], matched as Field matches, the last one's
+// when a key repeats; other members are skipped and an absent one leaves
+// its value nil. False for what is not a well-formed object.
+func ScanMembers(obj []byte, names []string, vals ...*[]byte) bool {
+	return llm.ScanObject(obj, func(key []byte, v llm.Span) error {
+		if i := fieldIndex(key, names); i >= 0 {
+			*vals[i] = obj[v.Start:v.End]
+		}
+		return nil
+	}) == nil
 }
 
 // ScanInt reads a JSON integer, refusing what encoding/json would refuse

@@ -92,7 +92,8 @@ func DecodeResponse(body []byte) (*wire.Response, error) {
 	return decodeResponse(body)
 }
 
-// The members scanResponse reads, as response and block name them.
+// The members scanResponse reads, as response and block name them, in the
+// order of its ScanMembers values.
 var (
 	responseFields = []string{"type", "id", "model", "content", "stop_reason", "stop_sequence", "usage"}
 	answerFields   = []string{"type", "text", "id", "name", "input", "thinking", "signature", "cache_control"}
@@ -104,26 +105,7 @@ var (
 // does, which DecodeResponse then decodes.
 func scanResponse(body []byte) (*wire.Response, bool) {
 	var typ, id, model, content, stop, stopSeq, u []byte
-	if llm.ScanObject(body, func(key []byte, v llm.Span) error {
-		val := body[v.Start:v.End]
-		switch wire.Field(key, responseFields) {
-		case "type":
-			typ = val
-		case "id":
-			id = val
-		case "model":
-			model = val
-		case "content":
-			content = val
-		case "stop_reason":
-			stop = val
-		case "stop_sequence":
-			stopSeq = val
-		case "usage":
-			u = val
-		}
-		return nil
-	}) != nil || typ != nil && string(typ) != `"message"` || content == nil || content[0] != '[' {
+	if !wire.ScanMembers(body, responseFields, &typ, &id, &model, &content, &stop, &stopSeq, &u) || typ != nil && string(typ) != `"message"` || content == nil || content[0] != '[' {
 		return nil, false
 	}
 	out := &wire.Response{}
@@ -168,30 +150,10 @@ var errUnscanned = errors.New("anthropic: left to the decoder")
 // scanBlock reads a text, thinking or tool_use block without
 // cache_control.
 func scanBlock(b []byte) (wire.Part, bool) {
-	var typ, text, id, name, input, thinking, signature []byte
-	cached := false
-	if len(b) == 0 || b[0] != '{' || llm.ScanObject(b, func(key []byte, v llm.Span) error {
-		val := b[v.Start:v.End]
-		switch wire.Field(key, answerFields) {
-		case "type":
-			typ = val
-		case "text":
-			text = val
-		case "id":
-			id = val
-		case "name":
-			name = val
-		case "input":
-			input = val
-		case "thinking":
-			thinking = val
-		case "signature":
-			signature = val
-		case "cache_control":
-			cached = true
-		}
-		return nil
-	}) != nil || cached {
+	var typ, text, id, name, input, thinking, signature, cacheControl []byte
+	if len(b) == 0 || b[0] != '{' ||
+		!wire.ScanMembers(b, answerFields, &typ, &text, &id, &name, &input, &thinking, &signature, &cacheControl) ||
+		cacheControl != nil {
 		return wire.Part{}, false
 	}
 	var p wire.Part

@@ -166,20 +166,8 @@ func (d *StreamDecoder) fastDelta(data []byte) (wire.Event, bool) {
 	if !ok {
 		return wire.Event{}, false
 	}
-	var kind, text, thinking, partial []byte
-	if llm.ScanObject(top.delta, func(key []byte, v llm.Span) error {
-		switch wire.Field(key, deltaFields) {
-		case "type":
-			kind = top.delta[v.Start:v.End]
-		case "text":
-			text = top.delta[v.Start:v.End]
-		case "thinking":
-			thinking = top.delta[v.Start:v.End]
-		case "partial_json":
-			partial = top.delta[v.Start:v.End]
-		}
-		return nil
-	}) != nil {
+	var kind, text, thinking, partial, stop, stopSeq []byte
+	if !wire.ScanMembers(top.delta, deltaFields, &kind, &text, &thinking, &partial, &stop, &stopSeq) {
 		return wire.Event{}, false
 	}
 	switch string(kind) {
@@ -223,17 +211,7 @@ func (d *StreamDecoder) fastFrame(dst []wire.Event, data []byte) ([]wire.Event, 
 	case `"content_block_start"`:
 		// A text or thinking block starts empty, and its deltas follow.
 		var kind, text, thinking []byte
-		if top.block == nil || llm.ScanObject(top.block, func(key []byte, v llm.Span) error {
-			switch wire.Field(key, blockFields) {
-			case "type":
-				kind = top.block[v.Start:v.End]
-			case "text":
-				text = top.block[v.Start:v.End]
-			case "thinking":
-				thinking = top.block[v.Start:v.End]
-			}
-			return nil
-		}) != nil {
+		if top.block == nil || !wire.ScanMembers(top.block, blockFields, &kind, &text, &thinking) {
 			return dst, false
 		}
 		switch string(kind) {
@@ -244,17 +222,7 @@ func (d *StreamDecoder) fastFrame(dst []wire.Event, data []byte) ([]wire.Event, 
 		}
 	case `"message_start"`:
 		var id, model, u []byte
-		if top.message == nil || llm.ScanObject(top.message, func(key []byte, v llm.Span) error {
-			switch wire.Field(key, messageFields) {
-			case "id":
-				id = top.message[v.Start:v.End]
-			case "model":
-				model = top.message[v.Start:v.End]
-			case "usage":
-				u = top.message[v.Start:v.End]
-			}
-			return nil
-		}) != nil {
+		if top.message == nil || !wire.ScanMembers(top.message, messageFields, &id, &model, &u) {
 			return dst, false
 		}
 		start := wire.Event{Type: wire.EventStart}
@@ -272,16 +240,8 @@ func (d *StreamDecoder) fastFrame(dst []wire.Event, data []byte) ([]wire.Event, 
 		}
 		return append(dst, start), true
 	case `"message_delta"`:
-		var stop, stopSeq []byte
-		if top.delta != nil && string(top.delta) != "null" && llm.ScanObject(top.delta, func(key []byte, v llm.Span) error {
-			switch wire.Field(key, deltaFields) {
-			case "stop_reason":
-				stop = top.delta[v.Start:v.End]
-			case "stop_sequence":
-				stopSeq = top.delta[v.Start:v.End]
-			}
-			return nil
-		}) != nil {
+		var kind, text, thinking, partial, stop, stopSeq []byte
+		if !wire.IsNull(top.delta) && !wire.ScanMembers(top.delta, deltaFields, &kind, &text, &thinking, &partial, &stop, &stopSeq) {
 			return dst, false
 		}
 		var u usage
@@ -331,24 +291,8 @@ type scanned struct {
 // well-formed object.
 func scanEvent(data []byte) (scanned, bool) {
 	var s scanned
-	err := llm.ScanObject(data, func(key []byte, v llm.Span) error {
-		switch wire.Field(key, eventFields) {
-		case "type":
-			s.typ = data[v.Start:v.End]
-		case "index":
-			s.index = data[v.Start:v.End]
-		case "delta":
-			s.delta = data[v.Start:v.End]
-		case "content_block":
-			s.block = data[v.Start:v.End]
-		case "message":
-			s.message = data[v.Start:v.End]
-		case "usage":
-			s.usage = data[v.Start:v.End]
-		}
-		return nil
-	})
-	return s, err == nil
+	ok := wire.ScanMembers(data, eventFields, &s.typ, &s.index, &s.delta, &s.block, &s.message, &s.usage)
+	return s, ok
 }
 
 // scanUsage reads a usage object's token counts.

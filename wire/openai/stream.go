@@ -86,6 +86,7 @@ func (d *StreamDecoder) decodeFull(dst []wire.Event, data []byte) ([]wire.Event,
 	return dst, nil
 }
 
+// The members fastDelta reads, in the order of its ScanMembers values.
 var (
 	chunkFields  = []string{"choices", "usage", "error"}
 	choiceFields = []string{"index", "delta", "finish_reason"}
@@ -101,17 +102,7 @@ var (
 // (id, model, created) are not read.
 func fastDelta(dst []wire.Event, data []byte) ([]wire.Event, bool) {
 	var choices, usage, errv []byte
-	if llm.ScanObject(data, func(key []byte, v llm.Span) error {
-		switch wire.Field(key, chunkFields) {
-		case "choices":
-			choices = data[v.Start:v.End]
-		case "usage":
-			usage = data[v.Start:v.End]
-		case "error":
-			errv = data[v.Start:v.End]
-		}
-		return nil
-	}) != nil || len(choices) == 0 || choices[0] != '[' || !wire.IsNull(usage) || !wire.IsNull(errv) {
+	if !wire.ScanMembers(data, chunkFields, &choices, &usage, &errv) || len(choices) == 0 || choices[0] != '[' || !wire.IsNull(usage) || !wire.IsNull(errv) {
 		return dst, false
 	}
 	var choice []byte
@@ -124,17 +115,7 @@ func fastDelta(dst []wire.Event, data []byte) ([]wire.Event, bool) {
 		return dst, false
 	}
 	var index, delta, finish []byte
-	if llm.ScanObject(choice, func(key []byte, v llm.Span) error {
-		switch wire.Field(key, choiceFields) {
-		case "index":
-			index = choice[v.Start:v.End]
-		case "delta":
-			delta = choice[v.Start:v.End]
-		case "finish_reason":
-			finish = choice[v.Start:v.End]
-		}
-		return nil
-	}) != nil || len(delta) == 0 || delta[0] != '{' || !wire.IsNull(finish) && string(finish) != `""` {
+	if !wire.ScanMembers(choice, choiceFields, &index, &delta, &finish) || len(delta) == 0 || delta[0] != '{' || !wire.IsNull(finish) && string(finish) != `""` {
 		return dst, false
 	}
 	if index != nil {
@@ -143,19 +124,7 @@ func fastDelta(dst []wire.Event, data []byte) ([]wire.Event, bool) {
 		}
 	}
 	var content, reasoningContent, reasoning, tools []byte
-	if llm.ScanObject(delta, func(key []byte, v llm.Span) error {
-		switch wire.Field(key, deltaFields) {
-		case "content":
-			content = delta[v.Start:v.End]
-		case "reasoning_content":
-			reasoningContent = delta[v.Start:v.End]
-		case "reasoning":
-			reasoning = delta[v.Start:v.End]
-		case "tool_calls":
-			tools = delta[v.Start:v.End]
-		}
-		return nil
-	}) != nil || !wire.IsNull(tools) && string(tools) != "[]" {
+	if !wire.ScanMembers(delta, deltaFields, &content, &reasoningContent, &reasoning, &tools) || !wire.IsNull(tools) && string(tools) != "[]" {
 		return dst, false
 	}
 	// As replyMessage.reasoning: reasoning_content if it is not null.
