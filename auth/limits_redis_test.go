@@ -130,15 +130,22 @@ func (*scriptCounter) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.
 	return next
 }
 
+// countedRedisCounters is a RedisCounters on a client of its own, named
+// client, whose settlement runs h counts.
+func countedRedisCounters(t *testing.T, client string) (rc *auth.RedisCounters, h *scriptCounter) {
+	rc = newRedisCounters(t, llmtest.RedisURL+"?client_name="+client, time.Second)
+	t.Cleanup(func() { llmtest.ClearRedis(t, llmtest.RedisURL, rc.Prefix) })
+	h = new(scriptCounter)
+	auth.RedisClient(rc).AddHook(h)
+	return rc, h
+}
+
 // TestRedisCountersGivesRideWithTakes: calls that check and then settle a
 // moment apart, as a busy gateway's do, send their settlements in the
 // pipelines of the checks that follow them, not in round trips of their
 // own, and leave the counter where one run per settlement would.
 func TestRedisCountersGivesRideWithTakes(t *testing.T) {
-	rc := newRedisCounters(t, llmtest.RedisURL+"?client_name=llmtest-gives-ride", time.Second)
-	t.Cleanup(func() { llmtest.ClearRedis(t, llmtest.RedisURL, rc.Prefix) })
-	h := new(scriptCounter)
-	auth.RedisClient(rc).AddHook(h)
+	rc, h := countedRedisCounters(t, "llmtest-gives-ride")
 
 	op := auth.Op{Name: "tpm", Add: 10, Limit: 100000, Expires: time.Now().Add(time.Minute)}
 	// 100 calls reserve 10 tokens each; 50 used 3 fewer, 50 used 1 more.
@@ -162,10 +169,7 @@ func TestRedisCountersGivesRideWithTakes(t *testing.T) {
 // TestRedisCountersGivesAlone: settlements that no check follows land
 // after a moment by themselves, gathered into fewer runs than calls.
 func TestRedisCountersGivesAlone(t *testing.T) {
-	rc := newRedisCounters(t, llmtest.RedisURL+"?client_name=llmtest-gives-alone", time.Second)
-	t.Cleanup(func() { llmtest.ClearRedis(t, llmtest.RedisURL, rc.Prefix) })
-	h := new(scriptCounter)
-	auth.RedisClient(rc).AddHook(h)
+	rc, h := countedRedisCounters(t, "llmtest-gives-alone")
 
 	op := auth.Op{Name: "tpm", Add: 500, Limit: 1000, Expires: time.Now().Add(time.Minute)}
 	if ok, err := rc.Take(context.Background(), time.Now(), []auth.Op{op}, []int64{0}); !ok || err != nil {

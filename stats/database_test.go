@@ -76,6 +76,25 @@ func sampleCall(id string, start time.Time) llm.Call {
 	}
 }
 
+// requestIDs are the request ids of d's rows, in order.
+func requestIDs(t *testing.T, d *Database) []string {
+	t.Helper()
+	rows, err := d.store.db.Load().Query("SELECT request_id FROM " + d.Table + " ORDER BY request_id")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	var ids []string
+	for rows.Next() {
+		var id string
+		if err := rows.Scan(&id); err != nil {
+			t.Fatal(err)
+		}
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 func TestDatabaseStoresEveryColumn(t *testing.T) {
 	for _, config := range dialects(t) {
 		t.Run(config["dialect"].(string), func(t *testing.T) {
@@ -153,20 +172,8 @@ func TestDatabaseMigratesKey(t *testing.T) {
 					t.Fatal(err)
 				}
 			}
-			var ids string
-			q := "SELECT request_id FROM " + table + " ORDER BY request_id"
-			rows, err := d.store.db.Load().Query(q)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer rows.Close()
-			for rows.Next() {
-				var id string
-				_ = rows.Scan(&id)
-				ids += id + " "
-			}
-			if ids != "new-1 old-1 old-2 " {
-				t.Errorf("rows after the migration: %q, want new-1 old-1 old-2", ids)
+			if ids := requestIDs(t, d); fmt.Sprint(ids) != "[new-1 old-1 old-2]" {
+				t.Errorf("rows after the migration: %v, want [new-1 old-1 old-2]", ids)
 			}
 			// The key is the pair now: the request id alone is not unique.
 			if err := d.RecordBatch(context.Background(), []llm.Call{sampleCall("old-1", start.Add(time.Second))}); err != nil {
@@ -237,18 +244,7 @@ func TestDatabaseRetention(t *testing.T) {
 		t.Fatal(err)
 	}
 	d.store.purge(context.Background(), time.Hour)
-	var ids []string
-	rows, err := d.store.db.Load().Query("SELECT request_id FROM " + d.Table)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id string
-		_ = rows.Scan(&id)
-		ids = append(ids, id)
-	}
-	if fmt.Sprint(ids) != "[recent]" {
+	if ids := requestIDs(t, d); fmt.Sprint(ids) != "[recent]" {
 		t.Errorf("rows after retention = %v, want [recent]", ids)
 	}
 }
