@@ -168,6 +168,7 @@ func main() {
 	pid := flag.Int("pid", 0, "server process whose CPU time and memory to report")
 	hold := flag.Bool("hold", false, "open one stream per worker, keep them all open and report the server's memory")
 	timeout := flag.Duration("timeout", 30*time.Second, "longest a single request may take")
+	stagger := flag.Duration("stagger", 0, "spread the workers' first requests over this long, so that requests of one length do not all start together")
 	flag.Parse()
 
 	sc, ok := scenarios[*scenarioName]
@@ -196,7 +197,7 @@ func main() {
 			DisableCompression: true,
 		},
 	}
-	l := &loader{client: client, url: strings.TrimSuffix(*url, "/") + sc.path, key: *key, sc: sc, timeout: *timeout}
+	l := &loader{client: client, url: strings.TrimSuffix(*url, "/") + sc.path, key: *key, sc: sc, timeout: *timeout, stagger: *stagger}
 	srv := server{pid: *pid}
 
 	var res result
@@ -226,6 +227,7 @@ type loader struct {
 	key     string
 	sc      scenario
 	timeout time.Duration
+	stagger time.Duration
 }
 
 // measure runs the warm-up and then the measured load, reading the server's
@@ -274,6 +276,7 @@ func (l *loader) run(n int, d time.Duration, requests int) []workerStats {
 	for i := range stats {
 		wg.Go(func() {
 			ws := &stats[i]
+			time.Sleep(time.Duration(i) * l.stagger / time.Duration(n))
 			for time.Now().Before(deadline) {
 				if requests > 0 && left.Add(-1) < 0 {
 					return
