@@ -6,10 +6,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"unicode/utf8"
@@ -21,6 +21,7 @@ import (
 	"github.com/llmoneapi/llmoneapi/llm"
 	"github.com/llmoneapi/llmoneapi/route"
 	"github.com/llmoneapi/llmoneapi/sse"
+	"github.com/llmoneapi/llmoneapi/wire"
 	"github.com/llmoneapi/llmoneapi/wire/openai"
 )
 
@@ -284,44 +285,40 @@ func openaiUsage(body []byte) (usage *llm.Usage, noChoices bool, err error) {
 	return usage, noChoices, err
 }
 
+// The members readUsage reads, in the order of its ScanMembers values.
+var (
+	usageFields  = []string{"prompt_tokens", "completion_tokens", "total_tokens", "prompt_tokens_details", "completion_tokens_details"}
+	promptFields = []string{"cached_tokens", "cache_creation_tokens"}
+	outputFields = []string{"reasoning_tokens"}
+)
+
 // readUsage reads an OpenAI usage object, its token details included, by a
 // scan: it comes once per call, on the path of every passthrough answer.
 func readUsage(obj []byte) (*llm.Usage, error) {
-	u := new(llm.Usage)
-	var scan func(obj []byte, in string) error
-	scan = func(obj []byte, in string) error {
-		return llm.ScanObject(obj, func(key []byte, v llm.Span) error {
-			val := obj[v.Start:v.End]
-			var dst *int64
-			switch k := string(key); {
-			case in == "" && k == "prompt_tokens":
-				dst = &u.PromptTokens
-			case in == "" && k == "completion_tokens":
-				dst = &u.CompletionTokens
-			case in == "" && k == "total_tokens":
-				dst = &u.TotalTokens
-			case in == "" && (k == "prompt_tokens_details" || k == "completion_tokens_details") && val[0] == '{':
-				return scan(val, k)
-			case in == "prompt_tokens_details" && k == "cached_tokens":
-				dst = &u.CachedTokens
-			case in == "prompt_tokens_details" && k == "cache_creation_tokens":
-				dst = &u.CacheCreationTokens
-			case in == "completion_tokens_details" && k == "reasoning_tokens":
-				dst = &u.ReasoningTokens
-			}
-			if dst == nil || string(val) == "null" {
-				return nil
-			}
-			n, err := strconv.ParseInt(string(val), 10, 64)
-			if err != nil {
-				return fmt.Errorf("%s: %w", key, err)
-			}
-			*dst = n
-			return nil
-		})
+	var prompt, completion, total, promptDetails, outputDetails, cached, created, reasoning []byte
+	if !wire.ScanMembers(obj, usageFields, &prompt, &completion, &total, &promptDetails, &outputDetails) ||
+		len(promptDetails) > 0 && promptDetails[0] == '{' && !wire.ScanMembers(promptDetails, promptFields, &cached, &created) ||
+		len(outputDetails) > 0 && outputDetails[0] == '{' && !wire.ScanMembers(outputDetails, outputFields, &reasoning) {
+		return nil, errors.New("not a usage object")
 	}
-	if err := scan(obj, ""); err != nil {
-		return nil, err
+	u := new(llm.Usage)
+	for _, f := range [...]struct {
+		name string
+		v    []byte
+		dst  *int64
+	}{
+		{"prompt_tokens", prompt, &u.PromptTokens}, {"completion_tokens", completion, &u.CompletionTokens},
+		{"total_tokens", total, &u.TotalTokens}, {"cached_tokens", cached, &u.CachedTokens},
+		{"cache_creation_tokens", created, &u.CacheCreationTokens}, {"reasoning_tokens", reasoning, &u.ReasoningTokens},
+	} {
+		if wire.IsNull(f.v) {
+			continue
+		}
+		n, ok := wire.ScanInt(f.v)
+		if !ok {
+			return nil, fmt.Errorf("%s is not a whole number: %.40s", f.name, f.v)
+		}
+		*f.dst = n
 	}
 	u.TotalTokens = u.Total()
 	return u, nil
