@@ -2,7 +2,9 @@ package route
 
 import (
 	"bytes"
+	"encoding/binary"
 	"encoding/json"
+	"math/bits"
 	"strings"
 	"sync"
 
@@ -50,61 +52,140 @@ var countedAPIs = map[llm.Endpoint]clientCodec{
 // its answer, and only when the upstream reported no usage, so neither the
 // client nor a call with usage ever waits on the tokenizer.
 //
-// What a stream sent is kept as bytes (a copy per event, no parsing) up to
-// keepMax; the text is read out of it only when it must be counted. A
-// longer stream's count is scaled from the part kept by its total size, so
-// memory stays flat however long the stream.
+// What a stream sent is kept, up to keepMax, as each event's difference
+// from the one before: the bytes between their common prefix and common
+// suffix. Consecutive events of every API repeat their framing, ids and
+// model and differ in a few bytes of text, so a stream keeps a few bytes an
+// event instead of a copy of each (a tenth or less of what it sent), with
+// no parsing on the relay's path. The events are rebuilt, and their text
+// read, only when they must be counted. A longer stream is counted from the
+// events kept, scaled by the bytes sent, so memory stays flat however long
+// the stream: a held stream of thousands costs its last event and at most
+// keepMax.
 
-// keepMax bounds the bytes of a stream kept for counting.
-const keepMax = 32 << 10
+// keepMax bounds the bytes of differences a stream keeps for counting.
+const keepMax = 8 << 10
 
-// keepSize is the capacity of a pooled keep buffer: most answers fit.
-const keepSize = 4 << 10
+// keep is what a stream keeps of its events, pooled.
+type keep struct {
+	// diffs holds per event: its common prefix with the event before and
+	// its common suffix, as uvarints, the length of the bytes between, as
+	// a uvarint, and those bytes.
+	diffs []byte
+	last  []byte // the last event kept, whole
+}
 
-var keepPool = sync.Pool{New: func() any { b := make([]byte, 0, keepSize); return &b }}
+var keepPool = sync.Pool{New: func() any { return &keep{diffs: make([]byte, 0, 512), last: make([]byte, 0, 512)} }}
 
 // sent is what a stream sent the client, for counting its usage.
 type sent struct {
-	buf   *[]byte
-	total int
+	k     *keep
+	total int // bytes sent
+	kept  int // bytes of the events kept: the first ones, up to keepMax
 }
 
-// add keeps a copy of data, within keepMax.
+// add keeps data, the next event (or events) sent, while within keepMax.
 func (s *sent) add(data []byte) {
 	s.total += len(data)
-	if s.buf == nil {
-		s.buf = keepPool.Get().(*[]byte)
+	if s.kept+len(data) != s.total {
+		return // an earlier event did not fit: keep only a whole start
 	}
-	if room := keepMax - len(*s.buf); room > 0 {
-		*s.buf = append(*s.buf, data[:min(room, len(data))]...)
+	if s.k == nil {
+		s.k = keepPool.Get().(*keep)
 	}
+	k := s.k
+	pre := commonPrefix(data, k.last)
+	suf := commonSuffix(data[pre:], k.last[pre:])
+	mid := data[pre : len(data)-suf]
+	if len(k.diffs)+3*binary.MaxVarintLen32+len(mid) > keepMax {
+		return
+	}
+	k.diffs = binary.AppendUvarint(k.diffs, uint64(pre))
+	k.diffs = binary.AppendUvarint(k.diffs, uint64(suf))
+	k.diffs = binary.AppendUvarint(k.diffs, uint64(len(mid)))
+	k.diffs = append(k.diffs, mid...)
+	k.last = append(k.last[:0], data...)
+	s.kept += len(data)
 }
 
-// release gives the buffer back; the counts are gone with it.
-func (s *sent) release() {
-	if s.buf != nil && cap(*s.buf) <= keepMax*2 {
-		*s.buf = (*s.buf)[:0]
-		keepPool.Put(s.buf)
+// events rebuilds the events kept, one after the other.
+func (s *sent) events() []byte {
+	if s.k == nil {
+		return nil
 	}
-	s.buf = nil
+	out := make([]byte, 0, s.kept)
+	var prev []byte
+	for d := s.k.diffs; len(d) > 0; {
+		pre, n1 := binary.Uvarint(d)
+		suf, n2 := binary.Uvarint(d[n1:])
+		l, n3 := binary.Uvarint(d[n1+n2:])
+		d = d[n1+n2+n3:]
+		start := len(out)
+		// out has room for every event: prev, a part of it, stays put.
+		out = append(out, prev[:pre]...)
+		out = append(out, d[:l]...)
+		out = append(out, prev[uint64(len(prev))-suf:]...)
+		prev, d = out[start:], d[l:]
+	}
+	return out
+}
+
+// commonPrefix is the length of the longest common prefix of a and b,
+// compared eight bytes at a time.
+func commonPrefix(a, b []byte) int {
+	n := min(len(a), len(b))
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		if x := binary.LittleEndian.Uint64(a[i:]) ^ binary.LittleEndian.Uint64(b[i:]); x != 0 {
+			return i + bits.TrailingZeros64(x)/8
+		}
+	}
+	for i < n && a[i] == b[i] {
+		i++
+	}
+	return i
+}
+
+// commonSuffix is the length of the longest common suffix of a and b.
+func commonSuffix(a, b []byte) int {
+	n := min(len(a), len(b))
+	i := 0
+	for ; i+8 <= n; i += 8 {
+		// Little-endian, the last byte of each is the most significant.
+		if x := binary.LittleEndian.Uint64(a[len(a)-i-8:]) ^ binary.LittleEndian.Uint64(b[len(b)-i-8:]); x != 0 {
+			return i + bits.LeadingZeros64(x)/8
+		}
+	}
+	for i < n && a[len(a)-1-i] == b[len(b)-1-i] {
+		i++
+	}
+	return i
+}
+
+// release gives the buffers back; the counts are gone with them.
+func (s *sent) release() {
+	if k := s.k; k != nil && cap(k.diffs) <= 2*keepMax && cap(k.last) <= 64<<10 {
+		k.diffs, k.last = k.diffs[:0], k.last[:0]
+		keepPool.Put(k)
+	}
+	s.k = nil
 }
 
 // completionTokens counts the answer text of the kept events, scaled to the
 // whole stream when it was longer than what was kept.
 func (s *sent) completionTokens(x *Exchange) int {
-	if s.buf == nil || len(*s.buf) == 0 {
+	if s.kept == 0 {
 		return 0
 	}
-	kept := *s.buf
-	n := tokens.Count(x.Model, streamText(x.Endpoint, kept))
-	if s.total > len(kept) {
-		n = int(int64(n) * int64(s.total) / int64(len(kept)))
+	n := tokens.Count(x.Model, streamText(x.Endpoint, s.events()))
+	if s.total > s.kept {
+		n = int(int64(n) * int64(s.total) / int64(s.kept))
 	}
 	return n
 }
 
 // streamText reads the answer's text (content, reasoning, tool calls) out
-// of a stream in the client's API. A last event cut at keepMax is skipped.
+// of a stream in the client's API.
 func streamText(endpoint llm.Endpoint, stream []byte) string {
 	var text strings.Builder
 	events := sse.NewReader(bytes.NewReader(stream), 0)
