@@ -209,6 +209,19 @@ func TestRedisCountersExpire(t *testing.T) {
 			t.Errorf("%s: expires at %v, want %v", tc.name, got, want)
 		}
 	}
+	// A refused take is taken back: the counter it made stays at 0, and
+	// expires with its window.
+	op := auth.Op{Name: unique(t, "refused"), Add: 5, Limit: 3, Expires: end}
+	v := []int64{-1}
+	if ok, err := rc.Take(ctx, now, []auth.Op{op}, v); err != nil || ok || v[0] != 0 {
+		t.Fatalf("refused take: ok=%v value=%d err=%v, want refused at 0", ok, v[0], err)
+	}
+	if got, err := client.Get(ctx, rc.Prefix+op.Name).Result(); err != nil || got != "0" {
+		t.Errorf("refused take left %q (%v), want 0", got, err)
+	}
+	if got, _ := client.PExpireTime(ctx, rc.Prefix+op.Name).Result(); got != time.Duration(end.UnixMilli())*time.Millisecond {
+		t.Errorf("refused take's counter expires at %v, want %v", got, end)
+	}
 }
 
 // BenchmarkLimitCheck is the check up front of a key with rpm,

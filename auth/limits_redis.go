@@ -598,15 +598,18 @@ func unixMilli(t time.Time) int64 {
 // takeScript checks every counter, then applies every op only if all fit.
 // ARGV: now (ms), then per key: add, limit, expires (ms, 0: never), slot.
 //
-// A plain counter gets its expiry when INCRBY makes it (its value is then
-// the add): every op on one name has the same expiry, the end of the
-// window the name is for, so setting it again would only cost Redis a
-// call per counter and check, a quarter of the script's time.
+// A counter is added to first and the add taken back if any op does not
+// fit: the common case, where all fit, then costs one INCRBY per counter
+// instead of a GET and an INCRBY, and the script runs in about two thirds
+// of the time (Redis's CPU is what a fleet's checks share). Nothing sees
+// the add in between: the script runs alone. A plain counter gets its
+// expiry when INCRBY makes it (its value is then the add): every op on one
+// name has the same expiry, the end of the window the name is for, so
+// setting it again would only cost Redis a call per counter and check.
 var takeScript = redis.NewScript(`
 local now = tonumber(ARGV[1])
 local n = #KEYS
-local vals = {}
-local ok = 1
+local out = {1}
 for i = 1, n do
   local b = 2 + (i - 1) * 4
   local add, limit, slot = tonumber(ARGV[b]), tonumber(ARGV[b + 1]), ARGV[b + 3]
@@ -615,30 +618,35 @@ for i = 1, n do
     redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', now)
     cur = redis.call('ZCARD', KEYS[i])
     if add > 0 then add = 1 end
+  elseif add ~= 0 then
+    local v = redis.call('INCRBY', KEYS[i], add)
+    cur = v - add
+    local exp = tonumber(ARGV[b + 2])
+    if exp > 0 and v == add then redis.call('PEXPIREAT', KEYS[i], exp) end
   else
     cur = tonumber(redis.call('GET', KEYS[i]) or '0')
   end
-  vals[i] = cur
-  if limit > 0 and cur + add > limit then ok = 0 end
+  out[i + 1] = cur
+  if limit > 0 and cur + add > limit then out[1] = 0 end
 end
-if ok == 1 then
-  for i = 1, n do
-    local b = 2 + (i - 1) * 4
-    local add, exp, slot = tonumber(ARGV[b]), tonumber(ARGV[b + 2]), ARGV[b + 3]
-    if slot ~= "" then
-      if add > 0 then
-        redis.call('ZADD', KEYS[i], exp, slot)
-        redis.call('PEXPIREAT', KEYS[i], exp)
-        vals[i] = vals[i] + 1
-      end
-    elseif add ~= 0 then
-      vals[i] = redis.call('INCRBY', KEYS[i], add)
-      if exp > 0 and vals[i] == add then redis.call('PEXPIREAT', KEYS[i], exp) end
+for i = 1, n do
+  local b = 2 + (i - 1) * 4
+  local add, slot = tonumber(ARGV[b]), ARGV[b + 3]
+  if slot ~= "" then
+    if add > 0 and out[1] == 1 then
+      local exp = tonumber(ARGV[b + 2])
+      redis.call('ZADD', KEYS[i], exp, slot)
+      redis.call('PEXPIREAT', KEYS[i], exp)
+      out[i + 1] = out[i + 1] + 1
+    end
+  elseif add ~= 0 then
+    if out[1] == 1 then
+      out[i + 1] = out[i + 1] + add
+    else
+      redis.call('DECRBY', KEYS[i], add)
     end
   end
 end
-local out = {ok}
-for i = 1, n do out[i + 1] = vals[i] end
 return out
 `)
 
