@@ -165,11 +165,13 @@ func (g *Gateway) waitServing() {
 }
 
 // StatsLines returns the llm.stats.log lines written so far, waiting up to
-// two seconds for at least n of them, since recorders run after the
-// response.
+// ten seconds for at least n of them, since recorders run after the
+// response. A call counted with the tokenizer is logged after it loads,
+// which under -race, the first time in a test process, takes over two
+// seconds.
 func (g *Gateway) StatsLines(t testing.TB, n int) []map[string]any {
 	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for {
 		var lines []map[string]any
 		if f, err := os.Open(g.StatsLog); err == nil {
