@@ -550,8 +550,7 @@ func TestLimitMemoryCountersSurviveReload(t *testing.T) {
 			t.Fatalf("status %d", a.status)
 		}
 	}
-	g.Load(site)
-	c = llmtest.OpenAI(g.URL, "sk-reload")
+	reload(t, g, site)
 	a := chat(t, c, params("hi", 0))
 	wantHeader(t, a, "X-Ratelimit-Remaining-Requests", "0")
 	wantRefusal(t, chat(t, c, params("hi", 0)), "rate_limit_exceeded", "requests")
