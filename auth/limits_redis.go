@@ -600,7 +600,7 @@ func unixMilli(t time.Time) int64 {
 //
 // A counter is added to first and the add taken back if any op does not
 // fit: the common case, where all fit, then costs one INCRBY per counter
-// instead of a GET and an INCRBY, and the script runs in about two thirds
+// instead of a GET and an INCRBY, and the script runs in about three quarters
 // of the time (Redis's CPU is what a fleet's checks share). Nothing sees
 // the add in between: the script runs alone. A plain counter gets its
 // expiry when INCRBY makes it (its value is then the add): every op on one
