@@ -79,5 +79,14 @@ func ScanString(v []byte) (string, bool) {
 	return s, err == nil
 }
 
+// ScanOptionalString reads a member that is a string, null or absent
+// (nil): "" for the last two.
+func ScanOptionalString(v []byte) (string, bool) {
+	if IsNull(v) {
+		return "", true
+	}
+	return ScanString(v)
+}
+
 // IsNull tells a member that is absent (nil) or null.
 func IsNull(v []byte) bool { return v == nil || string(v) == "null" }

@@ -116,12 +116,12 @@ func scanResponse(body []byte) (*wire.Response, bool) {
 	if out.Model, ok = wire.ScanString(model); !ok {
 		return nil, false
 	}
-	reason, ok := optionalString(stop)
+	reason, ok := wire.ScanOptionalString(stop)
 	if !ok {
 		return nil, false
 	}
 	out.FinishReason = finishReason(reason)
-	if out.StopSequence, ok = optionalString(stopSeq); !ok {
+	if out.StopSequence, ok = wire.ScanOptionalString(stopSeq); !ok {
 		return nil, false
 	}
 	if u != nil && string(u) != "null" {
@@ -176,14 +176,6 @@ func scanBlock(b []byte) (wire.Part, bool) {
 		p.Type, p.ToolCall = wire.PartToolCall, call
 	}
 	return p, ok
-}
-
-// optionalString reads a JSON string, null or nothing, the last two as "".
-func optionalString(v []byte) (string, bool) {
-	if v == nil || string(v) == "null" {
-		return "", true
-	}
-	return wire.ScanString(v)
 }
 
 // decodeResponse decodes a Messages response with encoding/json.

@@ -131,11 +131,11 @@ func fastDelta(dst []wire.Event, data []byte) ([]wire.Event, bool) {
 	if !wire.IsNull(reasoningContent) {
 		reasoning = reasoningContent
 	}
-	r, ok := optionalString(reasoning)
+	r, ok := wire.ScanOptionalString(reasoning)
 	if !ok {
 		return dst, false
 	}
-	c, ok := optionalString(content)
+	c, ok := wire.ScanOptionalString(content)
 	if !ok {
 		return dst, false
 	}
@@ -146,14 +146,6 @@ func fastDelta(dst []wire.Event, data []byte) ([]wire.Event, bool) {
 		dst = append(dst, wire.Event{Type: wire.EventTextDelta, Text: c})
 	}
 	return dst, true
-}
-
-// optionalString reads a member that is a string, null or absent.
-func optionalString(v []byte) (string, bool) {
-	if wire.IsNull(v) {
-		return "", true
-	}
-	return wire.ScanString(v)
 }
 
 // StreamEncoder writes a chat completion stream for a client. Use one per
