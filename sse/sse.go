@@ -31,13 +31,25 @@ type Event struct {
 }
 
 // Reader reads events from a stream. Its buffers come from a pool and go
-// back to it once Next has returned the stream's end or an error, so that a
-// gateway relaying many short streams does not allocate them for each.
+// back to it while the stream is quiet and once Next has returned the
+// stream's end or an error: a gateway relaying many short streams does not
+// allocate them for each, and one holding thousands of slow streams open
+// holds buffers only for those with bytes on the way.
 type Reader struct {
-	*buffers
-	max int
-	err error // the end or error Next returned, returned again
+	*buffers // nil while waiting between events, and once the stream ended
+	src      io.Reader
+	max      int
+	err      error // the end or error Next returned, returned again
+	// What the read that waited for the stream got, until br takes it in,
+	// and the error that read returned, for br after those bytes.
+	head    []byte
+	headErr error
+	wait    [waitSize]byte
 }
+
+// waitSize is what the read that waits between events reads into: it holds
+// no more than the start of the next event, and br reads the rest.
+const waitSize = 128
 
 // buffers is what a Reader reads into: pooled, as a whole.
 type buffers struct {
@@ -64,23 +76,29 @@ func NewReader(r io.Reader, maxEventSize int) *Reader {
 	if maxEventSize <= 0 {
 		maxEventSize = DefaultMaxEventSize
 	}
-	b := bufferPool.Get().(*buffers)
-	b.br.Reset(r)
-	return &Reader{buffers: b, max: maxEventSize}
+	return &Reader{src: r, max: maxEventSize}
 }
 
 // Release gives the Reader's buffers back before the stream's end, for a
 // caller that has read all it wants (the events after "[DONE]" say
 // nothing): the last event may no longer be used, and Next returns io.EOF.
 func (r *Reader) Release() {
-	if r.buffers != nil {
+	if r.err == nil {
 		r.end(io.EOF)
 	}
 }
 
-// end gives the buffers back: the caller may no longer use the last event.
+// end gives the buffers back for good: the caller may no longer use the
+// last event.
 func (r *Reader) end(err error) error {
 	r.err = err
+	r.park()
+	r.src, r.head, r.headErr = nil, nil, nil
+	return err
+}
+
+// park gives the buffers back to the pool, keeping none of their bytes.
+func (r *Reader) park() {
 	if b := r.buffers; b != nil {
 		r.buffers = nil
 		b.br.Reset(nil)
@@ -89,7 +107,36 @@ func (r *Reader) end(err error) error {
 			bufferPool.Put(b)
 		}
 	}
-	return err
+}
+
+// await waits for the stream's next bytes with the buffers parked, then
+// takes buffers to read the event they start. Bytes or an error the last
+// wait got that br has not taken yet are kept for the new buffers.
+func (r *Reader) await() {
+	r.park()
+	if len(r.head) == 0 && r.headErr == nil {
+		n, err := r.src.Read(r.wait[:])
+		r.head, r.headErr = r.wait[:n], err
+	}
+	b := bufferPool.Get().(*buffers)
+	b.br.Reset((*source)(r))
+	r.buffers = b
+}
+
+// source is what br reads: the bytes the waiting read got, then the stream.
+type source Reader
+
+func (s *source) Read(p []byte) (int, error) {
+	if len(s.head) > 0 {
+		n := copy(p, s.head)
+		s.head = s.head[n:]
+		return n, nil
+	}
+	if err := s.headErr; err != nil {
+		s.headErr = nil
+		return 0, err
+	}
+	return s.src.Read(p)
 }
 
 // Next returns the next event. It returns io.EOF when the stream ends
@@ -99,8 +146,13 @@ func (r *Reader) end(err error) error {
 //
 // Once it returned an error (io.EOF included) it returns the same again.
 func (r *Reader) Next() (Event, error) {
-	if r.buffers == nil {
+	if r.err != nil {
 		return Event{}, r.err
+	}
+	// Nothing buffered: the stream may be quiet for long, so wait without
+	// the buffers.
+	if r.buffers == nil || r.br.Buffered() == 0 {
+		r.await()
 	}
 	r.raw, r.data, r.name = r.raw[:0], r.data[:0], r.name[:0]
 	hasData := false

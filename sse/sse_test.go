@@ -197,3 +197,110 @@ func TestReaderEndsAgain(t *testing.T) {
 		t.Fatalf("a later stream: %q %q %q, %v", ev.Name, ev.Data, ev.Raw, err)
 	}
 }
+
+// quietSource is a stream that tells, at each read, whether the Reader
+// reading it held its buffers: the read that waits for the next event must
+// not, so that a stream waiting on a slow upstream holds no buffer.
+type quietSource struct {
+	r      *Reader
+	chunks []string
+	held   []bool // per read: the Reader had buffers
+}
+
+func (q *quietSource) Read(p []byte) (int, error) {
+	q.held = append(q.held, q.r.buffers != nil)
+	if len(q.chunks) == 0 {
+		return 0, io.EOF
+	}
+	n := copy(p, q.chunks[0])
+	if q.chunks[0] = q.chunks[0][n:]; q.chunks[0] == "" {
+		q.chunks = q.chunks[1:]
+	}
+	return n, nil
+}
+
+func TestReaderParksWhileQuiet(t *testing.T) {
+	long := "data: " + strings.Repeat("x", 300) + "\n\n"
+	q := &quietSource{chunks: []string{"data: one\n\n", long, "data: three\n", "\n"}}
+	q.r = NewReader(q, 0)
+	_, data, err := readAll(t, q.r)
+	if err != io.EOF || len(data) != 3 || data[0] != "one" || data[2] != "three" {
+		t.Fatalf("data %q, err %v", data, err)
+	}
+	// Reads: the first chunk (waiting, parked), the second's first
+	// waitSize bytes (parked), its rest (within the event: with buffers),
+	// the third (parked), the fourth (within the third event), the end
+	// (parked).
+	want := []bool{false, false, true, false, true, false}
+	if len(q.held) != len(want) {
+		t.Fatalf("reads with buffers held: %v, want %v", q.held, want)
+	}
+	for i := range want {
+		if q.held[i] != want[i] {
+			t.Fatalf("reads with buffers held: %v, want %v", q.held, want)
+		}
+	}
+	if q.r.buffers != nil {
+		t.Fatal("buffers kept after the end")
+	}
+}
+
+// FuzzReaderChunks checks that how the stream arrives, in pieces of any
+// size, with or without its end on the last piece, changes none of the
+// events nor how the stream ends.
+func FuzzReaderChunks(f *testing.F) {
+	f.Add([]byte("data: a\n\ndata: b\r\n\r\n: c\n\n"), uint64(0x0102030405), false)
+	f.Add([]byte("event: x\ndata: {}\n\ndata: [DONE]\n"), uint64(7), true)
+	f.Add([]byte("data: "+strings.Repeat("y", 5000)+"\n\ndata: z"), uint64(0xffff), true)
+	f.Fuzz(func(t *testing.T, in []byte, sizes uint64, endWithData bool) {
+		var want, got []string
+		wr := NewReader(bytes.NewReader(in), 1<<16)
+		var wantErr, gotErr error
+		for {
+			ev, err := wr.Next()
+			if err != nil {
+				wantErr = err
+				break
+			}
+			want = append(want, string(ev.Name)+"|"+string(ev.Data)+"|"+string(ev.Raw))
+		}
+		var src io.Reader = &pieces{b: in, sizes: sizes}
+		if endWithData {
+			src = iotest.DataErrReader(src)
+		}
+		gr := NewReader(src, 1<<16)
+		for {
+			ev, err := gr.Next()
+			if err != nil {
+				gotErr = err
+				break
+			}
+			got = append(got, string(ev.Name)+"|"+string(ev.Data)+"|"+string(ev.Raw))
+		}
+		if !errors.Is(gotErr, wantErr) && gotErr.Error() != wantErr.Error() {
+			t.Fatalf("in pieces the stream ends with %v, whole with %v", gotErr, wantErr)
+		}
+		if strings.Join(got, "\x00") != strings.Join(want, "\x00") {
+			t.Fatalf("in pieces %q, whole %q", got, want)
+		}
+	})
+}
+
+// pieces reads b in pieces whose sizes, 1 to 256, are the bytes of sizes
+// in turn.
+type pieces struct {
+	b     []byte
+	sizes uint64
+	i     int
+}
+
+func (p *pieces) Read(dst []byte) (int, error) {
+	if len(p.b) == 0 {
+		return 0, io.EOF
+	}
+	size := int(p.sizes>>(8*(p.i%8))&0xff) + 1
+	p.i++
+	n := copy(dst[:min(len(dst), size)], p.b)
+	p.b = p.b[n:]
+	return n, nil
+}
