@@ -151,6 +151,12 @@ func TestStream(t *testing.T) {
 			for stream.Next() {
 				c := stream.Current()
 				arrivals = append(arrivals, time.Now())
+				// A client that did not ask gets chunks as the upstream
+				// would have sent it: no "usage" at all. One that asked
+				// gets "usage":null on the others, as OpenAI sends them.
+				if strings.Contains(c.RawJSON(), `"usage"`) != includeUsage {
+					t.Errorf("include_usage %v, chunk %s", includeUsage, c.RawJSON())
+				}
 				if len(c.Choices) > 0 {
 					content.WriteString(c.Choices[0].Delta.Content)
 				}

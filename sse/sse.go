@@ -20,7 +20,8 @@ const DefaultMaxEventSize = 4 << 20
 var ErrEventTooLarge = errors.New("sse: event too large")
 
 // Event is one server-sent event. Its slices point into the Reader's buffer
-// and are valid only until the next call to Next.
+// and are valid only until the next call to Next; the caller may change
+// their bytes in place until then.
 type Event struct {
 	// Raw is the event as it arrived, blank line included.
 	Raw []byte

@@ -324,7 +324,9 @@ func readUsage(obj []byte) (*llm.Usage, error) {
 	return u, nil
 }
 
-// Stream relays the upstream's events as they are. A stream that finished
+// Stream relays the upstream's events as they are, but for what asking
+// for usage added: the usage-only chunk, and the "usage":null that then
+// ends every other chunk. A stream that finished
 // (a finish_reason and, when the client asked, the usage chunk) but whose
 // upstream closed without [DONE] is complete, and gets its [DONE]. The
 // stream of a translated client API is re-encoded.
@@ -351,6 +353,9 @@ var (
 	contentKey = []byte(`"content":"`)
 	doneData   = []byte("[DONE]")
 	doneEvent  = []byte("data: [DONE]\n\n")
+	// nullUsageEnd ends a chunk of a stream asked for its usage: the
+	// client that did not ask would not have got the field.
+	nullUsageEnd = []byte(`,"usage":null}` + "\n\n")
 )
 
 func (s *openaiStream) Next() (route.StreamEvent, error) {
@@ -381,9 +386,14 @@ func (s *openaiStream) Next() (route.StreamEvent, error) {
 		s.content = hasContent(ev.Data)
 	}
 	out.Content = s.content
-	// Only chunks with a usage object are parsed; the rest, "usage":null
-	// included, pass untouched.
+	// Only chunks with a usage object are parsed; the rest pass untouched
+	// but for the "usage":null the gateway's asking added.
 	if !llm.HasValue(ev.Data, usageKey, '{') {
+		if !s.clientWantsUsage && bytes.HasSuffix(ev.Raw, nullUsageEnd) {
+			// In place: the event is the Reader's until the next Next.
+			end := len(ev.Raw) - len(nullUsageEnd)
+			out.Data = append(ev.Raw[:end], "}\n\n"...)
+		}
 		return out, nil
 	}
 	usage, noChoices, err := openaiUsage(ev.Data)
