@@ -65,3 +65,17 @@ func BenchmarkPatch(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkHasValue is the two searches a relayed OpenAI chunk gets: its
+// finish_reason (null here, so not a hit) and its usage (null too).
+func BenchmarkHasValue(b *testing.B) {
+	chunk := []byte(`{"id":"chatcmpl-FYEQBQCHHTZXFFJAPNQZZDAJRB","object":"chat.completion.chunk","created":1796167716,` +
+		`"model":"bench","choices":[{"index":0,"delta":{"content":" chunk7"},"logprobs":null,"finish_reason":null}],"usage":null}`)
+	finish, usage := []byte(`"finish_reason"`), []byte(`"usage"`)
+	b.SetBytes(int64(2 * len(chunk)))
+	for b.Loop() {
+		if HasValue(chunk, finish, '"') || HasValue(chunk, usage, '{') {
+			b.Fatal("found a value that is null")
+		}
+	}
+}

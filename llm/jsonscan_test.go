@@ -59,3 +59,31 @@ func FuzzScanArray(f *testing.F) {
 		}
 	})
 }
+
+// FuzzHasValue checks HasValue against the plain way to say the same: find
+// the whole key, then a colon and the value's first byte, past spaces.
+func FuzzHasValue(f *testing.F) {
+	f.Add([]byte(`{"choices":[],"usage":null}`), byte('{'))
+	f.Add([]byte(`{"a":"usage\"","usage" : {"x":1}}`), byte('{'))
+	f.Add([]byte(`{"finish_reason":null,"x":{"finish_reason":"stop"}}`), byte('"'))
+	f.Add([]byte(`usage":{}`), byte('{'))
+	f.Fuzz(func(t *testing.T, data []byte, first byte) {
+		for _, key := range [][]byte{[]byte(`"usage"`), []byte(`"finish_reason"`), []byte(`"u"`)} {
+			want := false
+			for rest := data; !want; {
+				i := bytes.Index(rest, key)
+				if i < 0 {
+					break
+				}
+				rest = bytes.TrimLeft(rest[i+len(key):], " \t\r\n")
+				if len(rest) > 0 && rest[0] == ':' {
+					v := bytes.TrimLeft(rest[1:], " \t\r\n")
+					want = len(v) > 0 && v[0] == first
+				}
+			}
+			if got := HasValue(data, key, first); got != want {
+				t.Fatalf("HasValue(%q, %s, %q) = %v, want %v", data, key, first, got, want)
+			}
+		}
+	})
+}
