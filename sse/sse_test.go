@@ -220,7 +220,7 @@ func (q *quietSource) Read(p []byte) (int, error) {
 }
 
 func TestReaderParksWhileQuiet(t *testing.T) {
-	long := "data: " + strings.Repeat("x", 300) + "\n\n"
+	long := "data: " + strings.Repeat("x", waitSize) + "\n\n"
 	q := &quietSource{chunks: []string{"data: one\n\n", long, "data: three\n", "\n"}}
 	q.r = NewReader(q, 0)
 	_, data, err := readAll(t, q.r)
