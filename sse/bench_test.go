@@ -12,7 +12,7 @@ import (
 // usage event and [DONE], as a gateway relays it: per event, and with
 // allocations that must not grow with the stream. "burst" has the whole
 // stream at hand; "live" gets one event a read, as from an upstream that
-// writes each as it comes, so every event starts with a wait.
+// writes each as it comes: a read for each event.
 func BenchmarkReader(b *testing.B) {
 	var sb strings.Builder
 	for i := range 20 {

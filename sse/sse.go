@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"io"
 	"sync"
+	"time"
 )
 
 // DefaultMaxEventSize bounds one event when a Reader is made with no limit.
@@ -41,6 +42,11 @@ type Reader struct {
 	src      io.Reader
 	max      int
 	err      error // the end or error Next returned, returned again
+	// quiet says the stream's last read waited quietAfter or longer: the
+	// next wait between events is done with the buffers parked. A stream
+	// whose bytes come in bursts keeps them and reads all that is at hand
+	// at once, so that Ready sees the events behind the current one.
+	quiet bool
 	// What the read that waited for the stream got, until br takes it in,
 	// and the error that read returned, for br after those bytes.
 	head    []byte
@@ -48,12 +54,18 @@ type Reader struct {
 	wait    [waitSize]byte
 }
 
-// waitSize is what the read that waits between events reads into: most
+// quietAfter is how long a read must wait for the stream to count as
+// quiet: far more than a burst's reads take on a busy machine, less than
+// the time between most models' tokens (20-100 a second). Parking at
+// every wait made streams' CPU 5-25 % higher in bench/run.sh, whose fast
+// upstream sends its events in bursts: Ready then sees only what the wait
+// read, not the events behind it.
+const quietAfter = 10 * time.Millisecond
+
+// waitSize is what a quiet stream's wait between events reads into: most
 // events fit (an OpenAI chunk is 200-400 bytes), so that br takes them
-// from it without a second read through the stream's readers. Parking
-// costs BenchmarkReader/live about 50 ns an event (a read buffer kept
-// throughout: 200 ns; a 128-byte wait: 340 ns); longer events have their
-// start in it, and br reads the rest.
+// from it without a second read through the stream's readers; a longer
+// one has its start in it, and br reads the rest.
 const waitSize = 512
 
 // buffers is what a Reader reads into: pooled, as a whole.
@@ -114,14 +126,17 @@ func (r *Reader) park() {
 	}
 }
 
-// await waits for the stream's next bytes with the buffers parked, then
-// takes buffers to read the event they start. Bytes or an error the last
-// wait got that br has not taken yet are kept for the new buffers.
+// await takes buffers to read the next event with; on a quiet stream it
+// first waits for the event's first bytes with the buffers parked. Bytes
+// or an error the last wait got that br has not taken yet are kept for
+// the new buffers.
 func (r *Reader) await() {
 	r.park()
-	if len(r.head) == 0 && r.headErr == nil {
+	if r.quiet && len(r.head) == 0 && r.headErr == nil {
+		start := time.Now()
 		n, err := r.src.Read(r.wait[:])
 		r.head, r.headErr = r.wait[:n], err
+		r.quiet = time.Since(start) >= quietAfter
 	}
 	b := bufferPool.Get().(*buffers)
 	b.br.Reset((*source)(r))
@@ -141,7 +156,10 @@ func (s *source) Read(p []byte) (int, error) {
 		s.headErr = nil
 		return 0, err
 	}
-	return s.src.Read(p)
+	start := time.Now()
+	n, err := s.src.Read(p)
+	s.quiet = time.Since(start) >= quietAfter
+	return n, err
 }
 
 // Next returns the next event. It returns io.EOF when the stream ends
@@ -154,9 +172,9 @@ func (r *Reader) Next() (Event, error) {
 	if r.err != nil {
 		return Event{}, r.err
 	}
-	// Nothing buffered: the stream may be quiet for long, so wait without
-	// the buffers.
-	if r.buffers == nil || r.br.Buffered() == 0 {
+	// Nothing buffered, and the stream was quiet: it may stay so for
+	// long, so wait without the buffers. The first Next takes them.
+	if r.buffers == nil || (r.quiet && r.br.Buffered() == 0) {
 		r.await()
 	}
 	r.raw, r.data, r.name = r.raw[:0], r.data[:0], r.name[:0]

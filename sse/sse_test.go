@@ -3,10 +3,12 @@ package sse
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
 	"testing/iotest"
+	"time"
 )
 
 func readAll(t *testing.T, r *Reader) (events []string, data []string, err error) {
@@ -199,16 +201,19 @@ func TestReaderEndsAgain(t *testing.T) {
 }
 
 // quietSource is a stream that tells, at each read, whether the Reader
-// reading it held its buffers: the read that waits for the next event must
-// not, so that a stream waiting on a slow upstream holds no buffer.
+// reading it held its buffers, and takes delay for each: the read that
+// waits for the next event of a quiet stream must not hold them, so that
+// a stream waiting on a slow upstream holds no buffer.
 type quietSource struct {
 	r      *Reader
+	delay  time.Duration
 	chunks []string
 	held   []bool // per read: the Reader had buffers
 }
 
 func (q *quietSource) Read(p []byte) (int, error) {
 	q.held = append(q.held, q.r.buffers != nil)
+	time.Sleep(q.delay)
 	if len(q.chunks) == 0 {
 		return 0, io.EOF
 	}
@@ -221,27 +226,35 @@ func (q *quietSource) Read(p []byte) (int, error) {
 
 func TestReaderParksWhileQuiet(t *testing.T) {
 	long := "data: " + strings.Repeat("x", waitSize) + "\n\n"
-	q := &quietSource{chunks: []string{"data: one\n\n", long, "data: three\n", "\n"}}
-	q.r = NewReader(q, 0)
-	_, data, err := readAll(t, q.r)
-	if err != io.EOF || len(data) != 3 || data[0] != "one" || data[2] != "three" {
-		t.Fatalf("data %q, err %v", data, err)
-	}
-	// Reads: the first chunk (waiting, parked), the second's first
-	// waitSize bytes (parked), its rest (within the event: with buffers),
-	// the third (parked), the fourth (within the third event), the end
-	// (parked).
-	want := []bool{false, false, true, false, true, false}
-	if len(q.held) != len(want) {
-		t.Fatalf("reads with buffers held: %v, want %v", q.held, want)
-	}
-	for i := range want {
-		if q.held[i] != want[i] {
-			t.Fatalf("reads with buffers held: %v, want %v", q.held, want)
-		}
-	}
-	if q.r.buffers != nil {
-		t.Fatal("buffers kept after the end")
+	for _, tt := range []struct {
+		name  string
+		delay time.Duration
+		held  []bool
+	}{
+		// Reads: the first chunk (with buffers: the stream is not known
+		// to be quiet yet), the second's first waitSize bytes (parked),
+		// its rest (within the event: with buffers), the third
+		// (parked), the fourth (within the third event), the end
+		// (parked).
+		{"quiet", 2 * quietAfter, []bool{true, false, true, false, true, false}},
+		// Bytes at hand: the buffers are kept, and each read takes all
+		// there is.
+		{"burst", 0, []bool{true, true, true, true, true}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			q := &quietSource{delay: tt.delay, chunks: []string{"data: one\n\n", long, "data: three\n", "\n"}}
+			q.r = NewReader(q, 0)
+			_, data, err := readAll(t, q.r)
+			if err != io.EOF || len(data) != 3 || data[0] != "one" || data[2] != "three" {
+				t.Fatalf("data %q, err %v", data, err)
+			}
+			if fmt.Sprint(q.held) != fmt.Sprint(tt.held) {
+				t.Fatalf("reads with buffers held: %v, want %v", q.held, tt.held)
+			}
+			if q.r.buffers != nil {
+				t.Fatal("buffers kept after the end")
+			}
+		})
 	}
 }
 
