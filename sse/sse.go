@@ -42,11 +42,15 @@ type Reader struct {
 	src      io.Reader
 	max      int
 	err      error // the end or error Next returned, returned again
-	// quiet says the stream's last read waited quietAfter or longer: the
-	// next wait between events is done with the buffers parked. A stream
-	// whose bytes come in bursts keeps them and reads all that is at hand
-	// at once, so that Ready sees the events behind the current one.
+	// quiet says the stream's last timed read waited quietAfter or
+	// longer: the next wait between events is done with the buffers
+	// parked. A stream whose bytes come in bursts keeps them and reads all
+	// that is at hand at once, so that Ready sees the events behind the
+	// current one. Reads with the buffers held are timed one in
+	// timeEvery (a clock read costs about as much as an event's scan),
+	// so a stream that turns quiet parks within a few events.
 	quiet bool
+	reads uint8 // reads with the buffers held, for timeEvery
 	// What the read that waited for the stream got, until br takes it in,
 	// and the error that read returned, for br after those bytes.
 	head    []byte
@@ -61,6 +65,10 @@ type Reader struct {
 // upstream sends its events in bursts: Ready then sees only what the wait
 // read, not the events behind it.
 const quietAfter = 10 * time.Millisecond
+
+// timeEvery is how many reads with the buffers held there are to one
+// timed read.
+const timeEvery = 4
 
 // waitSize is what a quiet stream's wait between events reads into: most
 // events fit (an OpenAI chunk is 200-400 bytes), so that br takes them
@@ -155,6 +163,9 @@ func (s *source) Read(p []byte) (int, error) {
 	if err := s.headErr; err != nil {
 		s.headErr = nil
 		return 0, err
+	}
+	if s.reads++; s.reads%timeEvery != 1 {
+		return s.src.Read(p)
 	}
 	start := time.Now()
 	n, err := s.src.Read(p)
