@@ -266,30 +266,12 @@ func FuzzReaderChunks(f *testing.F) {
 	f.Add([]byte("event: x\ndata: {}\n\ndata: [DONE]\n"), uint64(7), true)
 	f.Add([]byte("data: "+strings.Repeat("y", 5000)+"\n\ndata: z"), uint64(0xffff), true)
 	f.Fuzz(func(t *testing.T, in []byte, sizes uint64, endWithData bool) {
-		var want, got []string
-		wr := NewReader(bytes.NewReader(in), 1<<16)
-		var wantErr, gotErr error
-		for {
-			ev, err := wr.Next()
-			if err != nil {
-				wantErr = err
-				break
-			}
-			want = append(want, string(ev.Name)+"|"+string(ev.Data)+"|"+string(ev.Raw))
-		}
+		want, wantErr := events(bytes.NewReader(in))
 		var src io.Reader = &pieces{b: in, sizes: sizes}
 		if endWithData {
 			src = iotest.DataErrReader(src)
 		}
-		gr := NewReader(src, 1<<16)
-		for {
-			ev, err := gr.Next()
-			if err != nil {
-				gotErr = err
-				break
-			}
-			got = append(got, string(ev.Name)+"|"+string(ev.Data)+"|"+string(ev.Raw))
-		}
+		got, gotErr := events(src)
 		if !errors.Is(gotErr, wantErr) && gotErr.Error() != wantErr.Error() {
 			t.Fatalf("in pieces the stream ends with %v, whole with %v", gotErr, wantErr)
 		}
@@ -297,6 +279,20 @@ func FuzzReaderChunks(f *testing.F) {
 			t.Fatalf("in pieces %q, whole %q", got, want)
 		}
 	})
+}
+
+// events reads a stream to its end: each event's name, data and raw
+// bytes, and the error it ended with.
+func events(src io.Reader) ([]string, error) {
+	r := NewReader(src, 1<<16)
+	var out []string
+	for {
+		ev, err := r.Next()
+		if err != nil {
+			return out, err
+		}
+		out = append(out, string(ev.Name)+"|"+string(ev.Data)+"|"+string(ev.Raw))
+	}
 }
 
 // pieces reads b in pieces whose sizes, 1 to 256, are the bytes of sizes
