@@ -62,8 +62,9 @@ type Reader struct {
 // quiet: far more than a burst's reads take on a busy machine, less than
 // the time between most models' tokens (20-100 a second). Parking at
 // every wait made streams' CPU 5-25 % higher in bench/run.sh, whose fast
-// upstream sends its events in bursts: Ready then sees only what the wait
-// read, not the events behind it.
+// upstream sends its events in bursts, most likely because Ready then
+// sees only what the wait read, not the events behind it, and the relay
+// flushes sooner.
 const quietAfter = 10 * time.Millisecond
 
 // timeEvery is how many reads with the buffers held there are to one
