@@ -12,8 +12,8 @@
 #               redis + prometheus sinks
 #   translated  as basic, to an Anthropic-format upstream
 #
-# bench/load drives each in turn with the same load, interleaved round after
-# round, and reads each process's CPU time and peak RSS from /proc. Then: the
+# bench/load drives each in turn with the same load, a second at a time, and
+# reads each process's CPU time and peak RSS from /proc. Then: the
 # time to first byte with a 50 ms chunk delay upstream, the memory held by
 # 1,000 slow streams, and the peak memory of a 50 MB streamed answer and of
 # eight concurrent 50 MB unstreamed ones. bench/report prints the tables.
@@ -27,7 +27,7 @@ usage: bench/run.sh [--quick] [--json FILE] [--keep]
   --quick      a short run (about a minute) to check that everything works
   --json FILE  also write the tables as JSON to FILE
   --keep       keep the working directory (configs, logs, raw results)
-Environment (see bench/README.md): DURATION ROUNDS CONCURRENCY SCENARIOS
+Environment (see bench/README.md): DURATION SLICE ROUNDS CONCURRENCY SCENARIOS
 DEPLOYMENTS STREAMS TTFB_DURATION BENCH_GOMAXPROCS BENCH_GOGC BASE_PORT
 PG_DSN REDIS_URL BENCH_CACHE RESULTS
 EOF
@@ -58,6 +58,7 @@ if [[ -n $QUICK ]]; then
 	TTFB_DURATION=${TTFB_DURATION:-2s}
 fi
 DURATION=${DURATION:-8s}
+SLICE=${SLICE:-1s}
 ROUNDS=${ROUNDS:-3}
 CONCURRENCY=${CONCURRENCY:-50}
 SCENARIOS=${SCENARIOS:-chat stream}
@@ -407,17 +408,21 @@ for d in "${deployments[@]}"; do
 	start_caddy "$d" "$mock_fast" "$mock_delay"
 done
 
-count=$((ROUNDS * ${#scenarios[@]} * ${#deployments[@]}))
-log "$count measurements of $DURATION at concurrency $CONCURRENCY, GOMAXPROCS=$BENCH_GOMAXPROCS GOGC=$BENCH_GOGC"
+count=$((ROUNDS * ${#scenarios[@]}))
+log "$count rounds of $DURATION per deployment in slices of $SLICE, at concurrency $CONCURRENCY, GOMAXPROCS=$BENCH_GOMAXPROCS GOGC=$BENCH_GOGC"
 for ((round = 0; round < ROUNDS; round++)); do
 	for scenario in "${scenarios[@]}"; do
-		# Each round starts with the next deployment, so none always
-		# follows the same one.
+		# One bench/load drives every deployment in turn, a slice at a
+		# time, so that each sees the machine as the others do (see
+		# bench/README.md); each round starts with the next deployment.
+		targets=()
 		for ((i = 0; i < ${#deployments[@]}; i++)); do
 			d=${deployments[(i + round) % ${#deployments[@]}]}
-			load "$d" "$(site_port "$d")" -test load -round "$round" -scenario "$scenario" \
-				-duration "$DURATION" -concurrency "$CONCURRENCY"
+			targets+=(-target "name=$d,url=http://127.0.0.1:$(site_port "$d")/v1,key=${key_of[$d]:-sk-bench},pid=${pid_of[$d]}")
 		done
+		"$bin/load" "${targets[@]}" -test load -round "$round" -scenario "$scenario" \
+			-duration "$DURATION" -slice "$SLICE" -concurrency "$CONCURRENCY" | tee -a "$results" >&2
+		check_alive
 	done
 done
 

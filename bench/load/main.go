@@ -27,6 +27,17 @@
 // With -hold, the workers instead each open one stream, wait until all have
 // their first event, and keep them open while the server's resident memory
 // is read: the memory a stream holds while it waits for its upstream.
+//
+// With -target, given once per server instead of -url, -key and -pid, it
+// drives several servers in turn, a -slice (1 s) at a time each, until each
+// has had -duration, and prints one line per server. A machine shared with
+// other work runs faster or slower from one second to the next: servers
+// measured in short slices side by side see the same machine, so the
+// ratios of their figures say what the servers cost, not when each ran.
+//
+//	load -target name=bare,url=http://127.0.0.1:19110/v1,pid=1234 \
+//	     -target name=basic,url=http://127.0.0.1:19112/v1,key=sk-bench,pid=1235 \
+//	     -scenario stream -duration 8s -slice 1s
 package main
 
 import (
@@ -141,6 +152,8 @@ type result struct {
 	HoldRSSKiB   int64   `json:"hold_rss_kib,omitempty"`
 	KiBPerStream float64 `json:"kib_per_stream,omitempty"`
 	FirstError   string  `json:"first_error,omitempty"`
+	// Slices is how many turns a server driven with others (-target) had.
+	Slices int `json:"slices,omitempty"`
 }
 
 // workerStats is what one worker collects; each worker owns its own so the
@@ -158,9 +171,9 @@ func main() {
 	url := flag.String("url", "", "API base URL, e.g. http://127.0.0.1:19001/v1")
 	key := flag.String("key", "sk-bench", "client key, sent as Authorization: Bearer")
 	scenarioName := flag.String("scenario", "chat", "chat, stream, embeddings, big, big-stream or slow")
-	duration := flag.Duration("duration", 5*time.Second, "how long to measure")
+	duration := flag.Duration("duration", 5*time.Second, "how long to measure (each -target)")
 	requests := flag.Int("requests", 0, "send this many requests instead (spread over the workers), bounded by -duration")
-	warmup := flag.Duration("warmup", 500*time.Millisecond, "load sent before measuring, not counted")
+	warmup := flag.Duration("warmup", 500*time.Millisecond, "load sent before measuring, not counted (to each -target)")
 	concurrency := flag.Int("concurrency", 50, "workers, each with one request in flight")
 	name := flag.String("name", "", "name of the target in the output (default: the URL)")
 	round := flag.Int("round", 0, "round number, copied to the output")
@@ -169,58 +182,107 @@ func main() {
 	hold := flag.Bool("hold", false, "open one stream per worker, keep them all open and report the server's memory")
 	timeout := flag.Duration("timeout", 30*time.Second, "longest a single request may take")
 	stagger := flag.Duration("stagger", 0, "spread the workers' first requests over this long, so that requests of one length do not all start together")
+	var targets targetFlags
+	flag.Var(&targets, "target", "name=NAME,url=URL[,key=KEY][,pid=PID]: a server to drive in turn with the others, instead of -url, -key and -pid (repeat it)")
+	slice := flag.Duration("slice", time.Second, "with -target: how long each server is driven before the next one's turn")
 	flag.Parse()
 
 	sc, ok := scenarios[*scenarioName]
-	if *url == "" || !ok || *concurrency < 1 || *duration <= 0 || *requests < 0 || flag.NArg() > 0 ||
-		(*hold && (!sc.stream || *pid == 0)) {
-		fmt.Fprintln(os.Stderr, "load: want -url, a -scenario of chat, stream, embeddings, big, big-stream or slow, "+
-			"-concurrency >= 1, -duration > 0, and for -hold a streamed scenario and -pid")
+	single := *url != ""
+	if single == (len(targets) > 0) || !ok || *concurrency < 1 || *duration <= 0 || *requests < 0 || flag.NArg() > 0 ||
+		(*hold && (!single || !sc.stream || *pid == 0)) || (!single && (*requests > 0 || *slice <= 0)) {
+		fmt.Fprintln(os.Stderr, "load: want -url or -target (not both), a -scenario of chat, stream, embeddings, big, big-stream or slow, "+
+			"-concurrency >= 1, -duration > 0, for -hold a -url, a streamed scenario and -pid, and for -target a -slice > 0 and no -requests")
 		flag.Usage()
 		os.Exit(2)
 	}
-	if *name == "" {
-		*name = *url
+	if single {
+		if *name == "" {
+			*name = *url
+		}
+		targets = targetFlags{{name: *name, url: *url, key: *key, pid: *pid}}
+	}
+	loaders := make([]*loader, len(targets))
+	for i, t := range targets {
+		if t.key == "" {
+			t.key = *key
+		}
+		loaders[i] = newLoader(t, sc, *concurrency, *timeout, *stagger)
 	}
 
-	client := &http.Client{
-		Transport: &http.Transport{
-			// Never a proxy from the environment: the traffic stays on the
-			// address given.
-			Proxy: nil,
-			// One idle connection per worker, so that every request reuses
-			// one and no measurement pays for a handshake.
-			MaxIdleConns:        *concurrency,
-			MaxIdleConnsPerHost: *concurrency,
-			// Neither side would compress; asking would only add work to
-			// the baseline and the gateway unevenly.
-			DisableCompression: true,
-		},
-	}
-	l := &loader{client: client, url: strings.TrimSuffix(*url, "/") + sc.path, key: *key, sc: sc, timeout: *timeout, stagger: *stagger}
-	srv := server{pid: *pid}
-
-	var res result
+	var results []result
 	var err error
-	if *hold {
-		res, err = l.hold(*concurrency, srv)
-	} else {
-		res, err = l.measure(*concurrency, *duration, *requests, *warmup, srv)
+	switch {
+	case *hold:
+		var res result
+		res, err = loaders[0].hold(*concurrency)
+		results = []result{res}
+	case single:
+		var res result
+		res, err = loaders[0].measure(*concurrency, *duration, *requests, *warmup)
+		results = []result{res}
+	default:
+		results, err = sliced(loaders, *concurrency, *duration, *slice, *warmup)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "load:", err)
 		os.Exit(1)
 	}
-	res.Name, res.Test, res.Scenario, res.Round, res.Concurrency = *name, *test, *scenarioName, *round, *concurrency
-	line, err := json.Marshal(res)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "load:", err)
-		os.Exit(1)
+	for i, res := range results {
+		res.Name, res.Test, res.Scenario, res.Round, res.Concurrency = targets[i].name, *test, *scenarioName, *round, *concurrency
+		line, err := json.Marshal(res)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "load:", err)
+			os.Exit(1)
+		}
+		fmt.Println(string(line))
 	}
-	fmt.Println(string(line))
 }
 
-// loader sends one scenario's request to one URL.
+// targetSpec is one server to drive: -url, -key and -pid, or one -target.
+type targetSpec struct {
+	name, url, key string
+	pid            int
+}
+
+// targetFlags collects the -target flags.
+type targetFlags []*targetSpec
+
+func (f *targetFlags) String() string { return fmt.Sprint(len(*f), " targets") }
+
+func (f *targetFlags) Set(v string) error {
+	t := &targetSpec{}
+	for field := range strings.SplitSeq(v, ",") {
+		k, val, ok := strings.Cut(field, "=")
+		if !ok {
+			return fmt.Errorf("%q is not key=value", field)
+		}
+		switch k {
+		case "name":
+			t.name = val
+		case "url":
+			t.url = val
+		case "key":
+			t.key = val
+		case "pid":
+			n, err := strconv.Atoi(val)
+			if err != nil || n <= 0 {
+				return fmt.Errorf("pid %q is not a process id", val)
+			}
+			t.pid = n
+		default:
+			return fmt.Errorf("unknown field %q (want name, url, key, pid)", k)
+		}
+	}
+	if t.name == "" || t.url == "" {
+		return errors.New("a target needs name= and url=")
+	}
+	*f = append(*f, t)
+	return nil
+}
+
+// loader sends one scenario's request to one URL, and reads its server's
+// figures.
 type loader struct {
 	client  *http.Client
 	url     string
@@ -228,39 +290,118 @@ type loader struct {
 	sc      scenario
 	timeout time.Duration
 	stagger time.Duration
+	srv     server
+}
+
+func newLoader(t *targetSpec, sc scenario, concurrency int, timeout, stagger time.Duration) *loader {
+	client := &http.Client{
+		Transport: &http.Transport{
+			// Never a proxy from the environment: the traffic stays on the
+			// address given.
+			Proxy: nil,
+			// One idle connection per worker, so that every request reuses
+			// one and no measurement pays for a handshake.
+			MaxIdleConns:        concurrency,
+			MaxIdleConnsPerHost: concurrency,
+			// Neither side would compress; asking would only add work to
+			// the baseline and the gateway unevenly.
+			DisableCompression: true,
+		},
+	}
+	return &loader{client: client, url: strings.TrimSuffix(t.url, "/") + sc.path, key: t.key, sc: sc,
+		timeout: timeout, stagger: stagger, srv: server{pid: t.pid}}
 }
 
 // measure runs the warm-up and then the measured load, reading the server's
 // CPU time and peak memory around the latter.
-func (l *loader) measure(n int, d time.Duration, requests int, warmup time.Duration, srv server) (result, error) {
-	var res result
-	res.Mode = "load"
-	if warmup > 0 {
-		for _, ws := range l.run(n, warmup, 0) {
-			res.WarmupRequests += len(ws.latency) + ws.errors
+func (l *loader) measure(n int, d time.Duration, requests int, warmup time.Duration) (result, error) {
+	var m measurement
+	m.warm(l, n, warmup)
+	if err := m.add(l, n, d, requests); err != nil {
+		return result{}, err
+	}
+	return m.result(l), nil
+}
+
+// sliced drives the loaders' servers in turn, each for slice at a time (the
+// last one shorter), until each has been driven for d, after a warm-up of
+// each. Only one server has requests in flight at a time: a slice ends
+// once its last request has.
+func sliced(ls []*loader, n int, d, slice, warmup time.Duration) ([]result, error) {
+	ms := make([]measurement, len(ls))
+	for i, l := range ls {
+		ms[i].warm(l, n, warmup)
+	}
+	for done := time.Duration(0); done < d; done += slice {
+		for i, l := range ls {
+			if err := ms[i].add(l, n, min(slice, d-done), 0); err != nil {
+				return nil, err
+			}
 		}
 	}
-	before, err := srv.begin()
+	results := make([]result, len(ls))
+	for i, l := range ls {
+		results[i] = ms[i].result(l)
+		results[i].Slices = ms[i].slices
+	}
+	return results, nil
+}
+
+// measurement adds up the measured windows of one server.
+type measurement struct {
+	stats   []workerStats
+	elapsed time.Duration
+	slices  int
+	warmup  int
+	cpu     float64 // seconds
+	idle    int64   // the RSS before the first window, KiB
+	peak    int64   // the highest peak RSS of the windows, KiB
+}
+
+// warm sends load for d that is not counted, but for its requests.
+func (m *measurement) warm(l *loader, n int, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	for _, ws := range l.run(n, d, 0) {
+		m.warmup += len(ws.latency) + ws.errors
+	}
+}
+
+// add measures one window of d (or of requests), reading the server's CPU
+// time and peak memory around it.
+func (m *measurement) add(l *loader, n int, d time.Duration, requests int) error {
+	before, err := l.srv.begin()
 	if err != nil {
-		return res, err
+		return err
 	}
 	start := time.Now()
 	stats := l.run(n, d, requests)
-	elapsed := time.Since(start)
-	after, err := srv.end()
+	m.elapsed += time.Since(start)
+	after, err := l.srv.end()
 	if err != nil {
-		return res, err
+		return err
 	}
-	summarize(&res, stats, elapsed)
-	if srv.pid != 0 {
-		res.IdleRSSKiB = before.rss
-		res.PeakRSSKiB = after.hwm
-		res.CPUSeconds = after.cpu - before.cpu
+	if m.slices == 0 {
+		m.idle = before.rss
+	}
+	m.slices++
+	m.stats = append(m.stats, stats...)
+	m.cpu += after.cpu - before.cpu
+	m.peak = max(m.peak, after.hwm)
+	return nil
+}
+
+func (m *measurement) result(l *loader) result {
+	res := result{Mode: "load", WarmupRequests: m.warmup}
+	summarize(&res, m.stats, m.elapsed)
+	if l.srv.pid != 0 {
+		res.IdleRSSKiB, res.PeakRSSKiB, res.CPUSeconds = m.idle, m.peak, m.cpu
 		if ok := res.Requests - res.Errors; ok > 0 {
 			res.CPUusPerRequest = res.CPUSeconds * 1e6 / float64(ok)
 		}
 	}
-	return res, nil
+	return res
 }
 
 // run keeps n requests in flight until d has passed, or until requests have
@@ -306,7 +447,8 @@ func (l *loader) run(n int, d time.Duration, requests int) []workerStats {
 // server's resident memory while they are all open. A few streams opened
 // and closed first warm the server, so that the idle figure is a server
 // that has served streams, not one that has just started.
-func (l *loader) hold(n int, srv server) (result, error) {
+func (l *loader) hold(n int) (result, error) {
+	srv := l.srv
 	res := result{Mode: "hold"}
 	for range min(n, 10) {
 		release := make(chan struct{})
