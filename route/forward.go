@@ -106,8 +106,8 @@ func (h *Handler) chain(call *llm.Call, m *Model) []*Model {
 // fallbacks, until one answers, records every try, and answers the client
 // with the answer or with the last try's failure.
 func (h *Handler) serveCall(w http.ResponseWriter, r *http.Request, call *llm.Call, endpoint llm.Endpoint, req *llm.Request, m *Model) {
-	ctx, cancel := context.WithTimeoutCause(r.Context(), m.timeout, errCallTimeout)
-	defer cancel()
+	clock := newCallClock(m.timeout)
+	defer clock.stop()
 	models := h.chain(call, m)
 	var last *try
 	tried := make([]*Upstream, 0, 4)
@@ -116,7 +116,7 @@ loop:
 		began := time.Now()
 		tried = tried[:0]
 		for n := 0; n <= mm.retries; n++ {
-			if ctx.Err() != nil || (n > 0 && mm.TryDuration > 0 && time.Since(began) >= time.Duration(mm.TryDuration)) {
+			if r.Context().Err() != nil || clock.expired() || (n > 0 && mm.TryDuration > 0 && time.Since(began) >= time.Duration(mm.TryDuration)) {
 				break
 			}
 			u := mm.next(r, tried, n == 0)
@@ -124,7 +124,7 @@ loop:
 				break
 			}
 			tried = append(tried, u)
-			t := h.try(ctx, mm, u, endpoint, req, r.Header)
+			t := h.try(r.Context(), clock, mm, u, endpoint, req, r.Header)
 			call.Attempts = append(call.Attempts, llm.Attempt{
 				Model: mm.Name, Provider: u.providerName, Upstream: u.host, UpstreamID: u.id,
 				Status: t.status, Outcome: string(t.outcome), Latency: t.latency,
@@ -148,11 +148,44 @@ loop:
 	switch {
 	case r.Context().Err() != nil:
 		outcome = OutcomeClientGone
-	case errors.Is(context.Cause(ctx), errCallTimeout):
+	case clock.expired():
 		outcome = OutcomeCallTimeout
 	}
 	h.answerFailure(w, r, call, m, models, last, outcome)
 }
+
+// callClock times a call out: once m.timeout has passed, the try under way
+// is cancelled with errCallTimeout, and no other is made. A timer of the
+// call's own, rather than a context with a deadline between the request's
+// and each try's: one context layer less for every call.
+type callClock struct {
+	deadline time.Time
+	timer    *time.Timer
+	cur      atomic.Pointer[try]
+}
+
+func newCallClock(d time.Duration) *callClock {
+	c := &callClock{deadline: time.Now().Add(d)}
+	c.timer = time.AfterFunc(d, func() {
+		if t := c.cur.Load(); t != nil {
+			t.cancel(errCallTimeout)
+		}
+	})
+	return c
+}
+
+// watch makes t the try the timeout cancels, and cancels it at once if
+// the call has already timed out.
+func (c *callClock) watch(t *try) {
+	c.cur.Store(t)
+	if c.expired() {
+		t.cancel(errCallTimeout)
+	}
+}
+
+func (c *callClock) expired() bool { return !time.Now().Before(c.deadline) }
+
+func (c *callClock) stop() { c.timer.Stop() }
 
 // next returns the upstream for the model's next try, or nil when none is
 // left: a policy's pick among the available upstreams not yet tried, or,
@@ -198,16 +231,17 @@ func contains(list []*Upstream, u *Upstream) bool {
 }
 
 // try sends the call to u and waits for the answer's first byte.
-func (h *Handler) try(ctx context.Context, m *Model, u *Upstream, endpoint llm.Endpoint, req *llm.Request, hdr http.Header) *try {
+func (h *Handler) try(ctx context.Context, clock *callClock, m *Model, u *Upstream, endpoint llm.Endpoint, req *llm.Request, hdr http.Header) *try {
 	t := &try{model: m, up: u, begin: time.Now(), timeout: m.firstByteTimeout(u, req.Stream),
 		x: &Exchange{Endpoint: endpoint, Request: req, Upstream: u, Model: u.upstreamName, Header: hdr}}
 	u.state.inFlight.Add(1)
 	t.ctx, t.cancel = context.WithCancelCause(ctx)
+	clock.watch(t)
 	timer := time.AfterFunc(t.timeout, func() {
 		// A first-byte timeout no shorter than the call's own (the default
 		// for unstreamed calls) fires just after the call's deadline: that
 		// is then the call's timeout, whichever timer ran first.
-		if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
+		if clock.expired() {
 			t.cancel(errCallTimeout)
 			return
 		}
