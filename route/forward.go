@@ -54,7 +54,8 @@ var (
 type try struct {
 	model    *Model
 	up       *Upstream
-	x        *Exchange
+	x        *Exchange // &exchange: one allocation for both
+	exchange Exchange
 	outcome  Outcome
 	status   int
 	cooldown time.Duration // for rate_limited and auth_refused
@@ -233,7 +234,8 @@ func contains(list []*Upstream, u *Upstream) bool {
 // try sends the call to u and waits for the answer's first byte.
 func (h *Handler) try(ctx context.Context, clock *callClock, m *Model, u *Upstream, endpoint llm.Endpoint, req *llm.Request, hdr http.Header) *try {
 	t := &try{model: m, up: u, begin: time.Now(), timeout: m.firstByteTimeout(u, req.Stream),
-		x: &Exchange{Endpoint: endpoint, Request: req, Upstream: u, Model: u.upstreamName, Header: hdr}}
+		exchange: Exchange{Endpoint: endpoint, Request: req, Upstream: u, Model: u.upstreamName, Header: hdr}}
+	t.x = &t.exchange
 	u.state.inFlight.Add(1)
 	t.ctx, t.cancel = context.WithCancelCause(ctx)
 	clock.watch(t)

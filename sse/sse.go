@@ -55,7 +55,9 @@ type Reader struct {
 	// and the error that read returned, for br after those bytes.
 	head    []byte
 	headErr error
-	wait    [waitSize]byte
+	// wait is what a quiet stream's waits read into, allocated at its
+	// first: a stream whose events come in bursts never needs it.
+	wait *[waitSize]byte
 }
 
 // quietAfter is how long a read must wait for the stream to count as
@@ -142,6 +144,9 @@ func (r *Reader) park() {
 func (r *Reader) await() {
 	r.park()
 	if r.quiet && len(r.head) == 0 && r.headErr == nil {
+		if r.wait == nil {
+			r.wait = new([waitSize]byte)
+		}
 		start := time.Now()
 		n, err := r.src.Read(r.wait[:])
 		r.head, r.headErr = r.wait[:n], err

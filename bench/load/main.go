@@ -212,16 +212,15 @@ func main() {
 
 	var results []result
 	var err error
-	switch {
-	case *hold:
+	if single {
 		var res result
-		res, err = loaders[0].hold(*concurrency)
+		if *hold {
+			res, err = loaders[0].hold(*concurrency)
+		} else {
+			res, err = loaders[0].measure(*concurrency, *duration, *requests, *warmup)
+		}
 		results = []result{res}
-	case single:
-		var res result
-		res, err = loaders[0].measure(*concurrency, *duration, *requests, *warmup)
-		results = []result{res}
-	default:
+	} else {
 		results, err = sliced(loaders, *concurrency, *duration, *slice, *warmup)
 	}
 	if err != nil {
