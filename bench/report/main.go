@@ -251,17 +251,36 @@ func build(ls []line, baseline string) (tables, []string) {
 		}
 	}
 
-	// Costs: each deployment against the one it adds features to.
+	// Costs: each deployment against the one it adds features to, per
+	// round (the two were driven side by side), then the median.
+	type measured struct {
+		name, scenario string
+		round          int
+	}
+	loads := map[measured]line{}
+	for _, l := range ls {
+		if l.Test == "load" {
+			loads[measured{l.Name, l.Scenario, l.Round}] = l
+		}
+	}
 	for _, r := range t.Load {
 		over, ok := builtOn[r.Deployment]
 		if !ok {
 			continue
 		}
-		for _, o := range t.Load {
-			if o.Deployment == over && o.Scenario == r.Scenario && o.RPS > 0 {
-				t.Costs = append(t.Costs, costRow{Deployment: r.Deployment, Over: over, Scenario: r.Scenario,
-					AddedCPUus: r.CPUusPerRequest - o.CPUusPerRequest, RPSRatio: r.RPS / o.RPS})
+		var added, ratio []float64
+		for k, l := range loads {
+			if k.name != r.Deployment || k.scenario != r.Scenario {
+				continue
 			}
+			if o, ok := loads[measured{over, k.scenario, k.round}]; ok && o.RPS > 0 {
+				added = append(added, l.CPUusPerRequest-o.CPUusPerRequest)
+				ratio = append(ratio, l.RPS/o.RPS)
+			}
+		}
+		if len(added) > 0 {
+			t.Costs = append(t.Costs, costRow{Deployment: r.Deployment, Over: over, Scenario: r.Scenario,
+				AddedCPUus: median(added), RPSRatio: median(ratio)})
 		}
 	}
 
