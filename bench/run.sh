@@ -28,7 +28,7 @@ usage: bench/run.sh [--quick] [--json FILE] [--keep]
   --json FILE  also write the tables as JSON to FILE
   --keep       keep the working directory (configs, logs, raw results)
 Environment (see bench/README.md): DURATION SLICE ROUNDS CONCURRENCY SCENARIOS
-DEPLOYMENTS STREAMS TTFB_DURATION BENCH_GOMAXPROCS BENCH_GOGC BASE_PORT
+DEPLOYMENTS STREAMS TTFB_DURATION PROVIDER_BUFFERED BENCH_GOMAXPROCS BENCH_GOGC BASE_PORT
 PG_DSN REDIS_URL BENCH_CACHE RESULTS
 EOF
 	exit 2
@@ -65,6 +65,7 @@ SCENARIOS=${SCENARIOS:-chat stream}
 DEPLOYMENTS=${DEPLOYMENTS:-bare basic single fleet translated}
 STREAMS=${STREAMS:-1000}
 TTFB_DURATION=${TTFB_DURATION:-6s}
+PROVIDER_BUFFERED=${PROVIDER_BUFFERED:-1}
 BENCH_GOMAXPROCS=${BENCH_GOMAXPROCS:-$(nproc)}
 BENCH_GOGC=${BENCH_GOGC:-100}
 BASE_PORT=${BASE_PORT:-19100}
@@ -231,7 +232,12 @@ start_mock() {
 	pids+=($!)
 	wait_port "$port" "$!" "$work/mockllm-$port.log"
 }
-start_mock "$mock_fast" -chunks 20
+# The fast provider sends a stream's events in as few writes as it can
+# (-buffered): flushing each, it spent more CPU on its own write calls than
+# either proxy, on the same cores (bench/README.md).
+fast_flags=(-chunks 20)
+[[ $PROVIDER_BUFFERED == 0 ]] || fast_flags+=(-buffered)
+start_mock "$mock_fast" "${fast_flags[@]}"
 start_mock "$mock_delay" -chunks 20 -chunk-delay 50ms
 start_mock "$mock_slow" -chunks 100000 -chunk-delay 100ms
 start_mock "$mock_big" -chunks 4000000
@@ -492,6 +498,6 @@ done
 if [[ -n ${RESULTS:-} ]]; then
 	cp "$results" "$RESULTS"
 fi
-echo "$started, $(nproc) cores, $(go version | cut -d' ' -f3-), DURATION=$DURATION ROUNDS=$ROUNDS CONCURRENCY=$CONCURRENCY GOMAXPROCS=$BENCH_GOMAXPROCS GOGC=$BENCH_GOGC, load average $(cut -d' ' -f1-3 /proc/loadavg)"
+echo "$started, $(nproc) cores, $(go version | cut -d' ' -f3-), DURATION=$DURATION ROUNDS=$ROUNDS CONCURRENCY=$CONCURRENCY GOMAXPROCS=$BENCH_GOMAXPROCS GOGC=$BENCH_GOGC PROVIDER_BUFFERED=$PROVIDER_BUFFERED, load average $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 "$bin/report" -baseline bare ${JSON:+-json "$JSON"} "$results"

@@ -14,6 +14,10 @@
 //	                     without it every client is let in
 //	-chunks n            content chunks per reply (default 5)
 //	-chunk-delay d       pause before each streamed chunk, e.g. 20ms
+//	-buffered            send a stream's events without a flush each: they leave
+//	                     in as few writes as the response buffer allows, and
+//	                     before each pause (a benchmark's fake, whose own write
+//	                     calls would take the CPU the proxies share)
 //	-latency d           pause before the response headers
 //	-fail-status code    answer every request with this status (400-599) and an
 //	                     OpenAI-style error
@@ -79,6 +83,7 @@ func main() {
 	key := flag.String("key", "", "API key clients must send as a bearer token; empty lets every client in")
 	chunks := flag.Int("chunks", fakellm.DefaultChunks, "content chunks per reply")
 	chunkDelay := flag.Duration("chunk-delay", 0, "pause before each streamed chunk")
+	buffered := flag.Bool("buffered", false, "send a stream's events without a flush each, in as few writes as the response buffer allows (flushed before each pause)")
 	latency := flag.Duration("latency", 0, "pause before the response headers")
 	failStatus := flag.Int("fail-status", 0, "answer every request with this HTTP status (400-599) and an OpenAI-style error")
 	dropAfter := flag.Int("drop-after", 0, "abort streams after this many content chunks, and other replies before they are sent")
@@ -115,6 +120,7 @@ func main() {
 		Behavior: fakellm.Behavior{
 			Chunks:      *chunks,
 			ChunkDelay:  *chunkDelay,
+			Buffered:    *buffered,
 			Latency:     *latency,
 			Status:      *failStatus,
 			DropAfter:   *dropAfter,

@@ -207,7 +207,7 @@ func serveAnthropic(s *Server, x *exchange, body []byte, readErr error) {
 	if !ok {
 		return
 	}
-	b := s.behaviorFor(req.Model)
+	b := s.behaviorFor(x, req.Model)
 	if !x.sleep(b.Latency) {
 		return
 	}

@@ -15,12 +15,18 @@ type exchange struct {
 	rc *http.ResponseController
 	// gone records that the client left before the reply was complete.
 	gone bool
+	// buffered leaves events in the response's buffer (Behavior.Buffered)
+	// until the next pause, and pending says a flush waits for it.
+	buffered, pending bool
 }
 
 // sleep pauses for d, and reports false, the client being gone, if the
 // request is cancelled first.
 func (x *exchange) sleep(d time.Duration) bool {
 	done := x.r.Context().Done()
+	if d > 0 && x.pending && !x.flushNow() {
+		return false
+	}
 	if d > 0 {
 		t := time.NewTimer(d)
 		defer t.Stop()
@@ -37,6 +43,7 @@ func (x *exchange) sleep(d time.Duration) bool {
 }
 
 func (x *exchange) write(p []byte) bool {
+	x.pending = x.buffered
 	if _, err := x.w.Write(p); err != nil {
 		x.gone = true
 		return false
@@ -44,7 +51,18 @@ func (x *exchange) write(p []byte) bool {
 	return true
 }
 
+// flush sends what was written at once, or with Behavior.Buffered before
+// the next pause.
 func (x *exchange) flush() bool {
+	if x.buffered {
+		x.pending = true
+		return true
+	}
+	return x.flushNow()
+}
+
+func (x *exchange) flushNow() bool {
+	x.pending = false
 	if err := x.rc.Flush(); err != nil {
 		x.gone = true
 		return false
@@ -52,7 +70,7 @@ func (x *exchange) flush() bool {
 	return true
 }
 
-// event sends v as one server-sent event, at once.
+// event sends v as one server-sent event, at once unless Buffered.
 func (x *exchange) event(v any) bool {
 	if x.r.Context().Err() != nil {
 		x.gone = true

@@ -57,6 +57,14 @@ type Behavior struct {
 	// that is not streamed waits Chunks times ChunkDelay before it is sent, as
 	// a real model takes as long to write a whole answer.
 	ChunkDelay time.Duration
+	// Buffered sends a stream's events without a flush each: they leave in
+	// as few writes as the server's response buffer allows, as from an
+	// upstream that has the whole answer at hand (a cache, a small fast
+	// model, or one behind a buffering proxy). Before a pause (ChunkDelay,
+	// Latency, Stall) what was written is flushed, so nothing sent waits on
+	// it. A benchmark uses it so that the fake's own write calls, one per
+	// event otherwise, do not take the CPU the proxies under test share.
+	Buffered bool
 	// Latency is the pause before anything of the response is sent: the
 	// headers, and for a stream its first chunk (the one with the role).
 	Latency time.Duration
@@ -196,7 +204,8 @@ func (s *Server) ClearModelBehavior(model string) {
 	s.mu.Unlock()
 }
 
-func (s *Server) behaviorFor(model string) Behavior {
+// behaviorFor is how x, a request for model, is answered.
+func (s *Server) behaviorFor(x *exchange, model string) Behavior {
 	s.mu.Lock()
 	b, ok := s.perModel[model]
 	if !ok {
@@ -206,6 +215,7 @@ func (s *Server) behaviorFor(model string) Behavior {
 	if b.Chunks <= 0 {
 		b.Chunks = DefaultChunks
 	}
+	x.buffered = b.Buffered
 	return b
 }
 
@@ -347,7 +357,7 @@ func (s *Server) serveOpenAI(x *exchange, ep *endpoint, id string, req *apiReque
 			return
 		}
 	}
-	b := s.behaviorFor(req.Model)
+	b := s.behaviorFor(x, req.Model)
 	if !x.sleep(b.Latency) {
 		return
 	}

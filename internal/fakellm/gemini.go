@@ -198,7 +198,7 @@ func serveGemini(s *Server, x *exchange, body []byte, readErr error) {
 			}
 		}
 	}
-	b := s.behaviorFor(model)
+	b := s.behaviorFor(x, model)
 	prompt := max(words(texts...), 1) + b.CachedTokens
 	if method == "countTokens" {
 		x.reply(map[string]int{"totalTokens": prompt})

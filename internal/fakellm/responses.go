@@ -122,7 +122,7 @@ func serveResponses(s *Server, x *exchange, body []byte, readErr error) {
 		parseErr = json.Unmarshal(body, &req)
 	}
 	s.recordAs(x, body, req.Model, req.Stream)
-	b := s.behaviorFor(req.Model)
+	b := s.behaviorFor(x, req.Model)
 	switch {
 	case b.NoResponses:
 		x.fail(errInvalidURL(x.r))
