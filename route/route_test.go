@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -450,6 +451,47 @@ func TestServeRoutes(t *testing.T) {
 		if tt.status == 405 && w.Header().Get("Allow") == "" {
 			t.Errorf("%s %s: 405 without Allow", tt.method, tt.path)
 		}
+	}
+}
+
+// TestTLSUpstreamHTTP2: an upstream over HTTPS that offers HTTP/2, as
+// OpenAI's, Anthropic's and Gemini's do, is spoken to in HTTP/2, and calls
+// at once share its connection instead of opening one each.
+func TestTLSUpstreamHTTP2(t *testing.T) {
+	fake := &fakellm.Server{Behavior: fakellm.Behavior{Chunks: 3, ChunkDelay: 20 * time.Millisecond}}
+	var mu sync.Mutex
+	protos, conns := map[string]int{}, map[string]bool{}
+	up := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		protos[r.Proto]++
+		conns[r.RemoteAddr] = true
+		mu.Unlock()
+		fake.ServeHTTP(w, r)
+	}))
+	up.EnableHTTP2 = true
+	up.StartTLS()
+	t.Cleanup(up.Close)
+	h, err := load(t, `{"catalogs":[{"source":"config","models":[{"name":"m","upstreams":[{"provider":{"name":"openai"},`+
+		`"url":"`+up.URL+`/v1","transport":{"tls_insecure_skip_verify":true}}]}]}]}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const calls = 8
+	var wg sync.WaitGroup
+	for range calls {
+		wg.Go(func() {
+			w := httptest.NewRecorder()
+			r := httptest.NewRequest(http.MethodPost, "/v1/chat/completions",
+				strings.NewReader(`{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}`))
+			r = caddyhttp.PrepareRequest(r, caddy.NewReplacer(), w, &caddyhttp.Server{})
+			if err := h.ServeHTTP(w, r, nil); err != nil || w.Code != http.StatusOK || !strings.Contains(w.Body.String(), "data: [DONE]") {
+				t.Errorf("%v %d %.300s", err, w.Code, w.Body)
+			}
+		})
+	}
+	wg.Wait()
+	if protos["HTTP/2.0"] != calls || len(conns) != 1 {
+		t.Fatalf("the upstream saw %v over %d connections, want %d HTTP/2.0 calls over one", protos, len(conns), calls)
 	}
 }
 
