@@ -19,13 +19,16 @@ import (
 )
 
 // newRedisCounters provisions a RedisCounters on url under a prefix of the
-// test's own, cleaned up after it.
-func newRedisCounters(t *testing.T, url string, timeout time.Duration) *auth.RedisCounters {
+// test's own, cleaned up after it, with other settings set by opts.
+func newRedisCounters(t *testing.T, url string, timeout time.Duration, opts ...func(*auth.RedisCounters)) *auth.RedisCounters {
 	t.Helper()
 	ctx, cancel := caddy2.NewContext(caddy2.Context{Context: context.Background()})
 	t.Cleanup(cancel)
 	prefix := fmt.Sprintf("llmtest:limits:%s:%d:", t.Name(), time.Now().UnixNano())
 	rc := &auth.RedisCounters{URL: url, Prefix: prefix, Timeout: caddy2.Duration(timeout)}
+	for _, o := range opts {
+		o(rc)
+	}
 	if err := rc.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -111,6 +114,63 @@ func TestRedisCountersShareRoundTrips(t *testing.T) {
 	if pipelines >= checks {
 		t.Fatalf("%d round trips for %d concurrent checks: none shared", pipelines, checks)
 	}
+}
+
+// TestRedisCountersBatchWait: while checks keep coming, a check waits up
+// to batch_wait for others to share its round trip; a lone client's checks
+// mostly go at once.
+func TestRedisCountersBatchWait(t *testing.T) {
+	const wait = 20 * time.Millisecond
+	counted := func(t *testing.T, name string, batchWait time.Duration) (*auth.RedisCounters, *pipelineCounter) {
+		rc := newRedisCounters(t, llmtest.RedisURL+"?client_name=llmtest-batch-wait-"+name, time.Second,
+			func(rc *auth.RedisCounters) { rc.BatchWait = caddy2.Duration(batchWait) })
+		t.Cleanup(func() { llmtest.ClearRedis(t, llmtest.RedisURL, rc.Prefix) })
+		h := new(pipelineCounter)
+		auth.RedisClient(rc).AddHook(h)
+		return rc, h
+	}
+	op := auth.Op{Name: "c", Add: 1, Limit: 1 << 40, Expires: time.Now().Add(time.Minute)}
+	take := func(t *testing.T, rc *auth.RedisCounters) {
+		if ok, err := rc.Take(context.Background(), time.Now(), []auth.Op{op}, []int64{0}); !ok || err != nil {
+			t.Errorf("check: %v %v", ok, err)
+		}
+	}
+	// clients runs n clients, each making rounds checks one after another,
+	// and returns the checks per round trip.
+	clients := func(t *testing.T, rc *auth.RedisCounters, h *pipelineCounter, n, rounds int) float64 {
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() {
+				for range rounds {
+					take(t, rc)
+				}
+			})
+		}
+		wg.Wait()
+		if h.checks.Load() != int64(n*rounds) {
+			t.Fatalf("%d checks sent, want %d", h.checks.Load(), n*rounds)
+		}
+		return float64(h.checks.Load()) / float64(h.pipelines.Load())
+	}
+
+	t.Run("lone", func(t *testing.T) {
+		rc, h := counted(t, "lone", wait)
+		start := time.Now()
+		clients(t, rc, h, 1, 60)
+		// Waiting every time would take 60 × 20ms; it waits 3 times in 19.
+		if took := time.Since(start); took > 600*time.Millisecond {
+			t.Fatalf("60 checks one after another took %v", took)
+		}
+	})
+	t.Run("busy", func(t *testing.T) {
+		off, hOff := counted(t, "off", -1)
+		on, hOn := counted(t, "on", wait)
+		shared, sharedOff := clients(t, on, hOn, 8, 20), clients(t, off, hOff, 8, 20)
+		t.Logf("checks per round trip: %.1f with batch_wait %v, %.1f without", shared, wait, sharedOff)
+		if shared < 6 || shared <= sharedOff {
+			t.Fatalf("8 clients' checks shared round trips %.1f to one with batch_wait, %.1f without", shared, sharedOff)
+		}
+	})
 }
 
 // scriptCounter is a go-redis hook that counts the script runs sent on

@@ -35,6 +35,7 @@ const limitsCaddyfile = `llm_auth {
 	limits redis redis://127.0.0.1:6379/0 {
 		prefix gw1:
 		timeout 100ms
+		batch_wait 1ms
 	}
 	on_store_error fail_closed
 	on_store_error rate fail_open
@@ -50,7 +51,7 @@ const limitsJSON = `{
 			"quota": 5000000, "budget": 20, "budget_period": "monthly"}},
 		{"key": "sk-batch", "limits": {"quota": 1000, "quota_period": "daily", "budget": 0.5}}
 	]}],
-	"limits": {"store": "redis", "url": "redis://127.0.0.1:6379/0", "prefix": "gw1:", "timeout": 100000000},
+	"limits": {"store": "redis", "url": "redis://127.0.0.1:6379/0", "prefix": "gw1:", "timeout": 100000000, "batch_wait": 1000000},
 	"on_store_error": {"rate": "fail_open", "quota": "fail_closed", "budget": "fail_closed"},
 	"budgets": [
 		{"user": "alice", "budget": 100, "period": "monthly"},
@@ -105,6 +106,7 @@ func TestLimitsCaddyfileErrors(t *testing.T) {
 		{auth("limits redis"), "'limits redis' takes the server's URL"},
 		{auth("limits redis redis://x {\ntimeout soon\n}"), "limits redis timeout: 'soon' is not a positive duration"},
 		{auth("limits redis redis://x {\ncolour red\n}"), "unrecognized limits redis subdirective 'colour'"},
+		{auth("limits redis redis://x {\nbatch_wait never\n}"), "limits redis batch_wait: 'never' is not a positive duration, nor 'off'"},
 		{auth("on_store_error"), "'on_store_error' needs fail_open or fail_closed"},
 		{auth("on_store_error maybe"), "on_store_error: 'maybe' is neither fail_open nor fail_closed"},
 		{auth("on_store_error rpm fail_open"), "on_store_error: 'rpm' is not a kind of limit"},
@@ -134,6 +136,8 @@ func TestLimitsJSONErrors(t *testing.T) {
 		{`{` + strings.Replace(static, "%s", `{}`, 1) + `, "budgets": [{"team": "a", "budget": 1}, {"team": "a", "budget": 2}]}`, "budget #2: budget #1 is already for the same team 'a' and period"},
 		{`{` + strings.Replace(static, "%s", `{}`, 1) + `, "default_max_tokens": -5}`, "default_max_tokens must not be negative"},
 		{`{` + strings.Replace(static, "%s", `{}`, 1) + `, "limits": {"store": "redis"}}`, "limits redis needs the server's URL"},
+		{`{` + strings.Replace(static, "%s", `{}`, 1) + `, "limits": {"store": "redis", "url": "redis://127.0.0.1:6379/0", "timeout": 1000000, "batch_wait": 600000}}`,
+			"limits redis: batch_wait 600µs must be under half the timeout (1ms)"},
 	} {
 		_, err := loadHandler(t, tc.config)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
