@@ -79,21 +79,20 @@ func (RedisCounters) CaddyModule() caddy.ModuleInfo {
 const (
 	defaultRedisPrefix  = "llm:limits:"
 	defaultRedisTimeout = 250 * time.Millisecond
-	// defaultBatchWait is BatchWait's default: under a load of thousands
-	// of checks a second it took Redis's CPU per check from 16 to 12.4 µs
-	// (bench/run.sh's fleet streams), and a few microseconds off the
-	// gateway's.
+	// defaultBatchWait is BatchWait's default: at 5,000 checks a second
+	// (bench/run.sh's fleet streams) it took Redis's CPU per call from
+	// 16.4 to 13.9 µs, and a few microseconds off the gateway's.
 	defaultBatchWait = 250 * time.Microsecond
 	// batchWaitBusy: checks wait while the last pipeline went less than
-	// this many BatchWaits ago. With 1, at a few thousand checks a second
-	// they seldom waited, and Redis's CPU per check went down by a tenth
-	// where with 4 it went down by a fifth.
+	// this many BatchWaits ago, a millisecond by default: checks then come
+	// at a thousand a second or more, and one that waits has others join
+	// it most of the time (at 5,000 a second, seven times in ten).
 	batchWaitBusy = 4
 	// batchWaitRest is how many pipelines go at once after batchWaitAlone
 	// checks in a row waited and no other joined them, before waiting is
 	// tried again: a lone client's checks then wait 3 times in 19. One
 	// check alone is no sign of a lone client: at 5,000 checks a second,
-	// a wait of 250µs sees no other check about one time in four.
+	// a wait of 250µs sees no other check about three times in ten.
 	batchWaitRest  = 16
 	batchWaitAlone = 3
 	// redisRetryEvery is how long checks fail at once after Redis failed
