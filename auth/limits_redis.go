@@ -89,13 +89,17 @@ const (
 	// it most of the time (at 5,000 a second, seven times in ten).
 	batchWaitBusy = 4
 	// batchWaitRest is how many pipelines go at once after batchWaitAlone
-	// checks in a row waited and no other joined them, and after each lone
-	// wait that follows, before waiting is tried again: a lone client's
-	// checks then wait once in 17. One check alone is no sign of a lone
-	// client: at 5,000 checks a second, a wait of 250µs sees no other
-	// check about three times in ten.
-	batchWaitRest  = 16
-	batchWaitAlone = 3
+	// checks in a row waited and no other joined them, before waiting is
+	// tried again; each lone wait after a rest doubles the rest, up to
+	// batchWaitRestMax, and a wait that others join ends the doubling. A
+	// lone client's checks then seldom wait, which matters: in a process
+	// with nothing else to do, a timer under a millisecond takes about a
+	// millisecond. One check alone is no sign of a lone client: at 5,000
+	// checks a second, a wait of 250µs sees no other check about three
+	// times in ten.
+	batchWaitRest    = 16
+	batchWaitRestMax = 4096
+	batchWaitAlone   = 3
 	// redisRetryEvery is how long checks fail at once after Redis failed
 	// one, and how often the settlement queue retries.
 	redisRetryEvery = time.Second
@@ -378,9 +382,10 @@ func (s *redisShared) takeLoop() {
 	cmds := make([]*redis.IntSliceCmd, 0, redisTakeBatch)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	var sent time.Time // when the last pipeline went
-	alone := 0         // checks in a row that waited and none joined
-	rest := 0          // pipelines to send at once before waiting again
+	var sent time.Time       // when the last pipeline went
+	alone := 0               // checks in a row that waited and none joined
+	rest := 0                // pipelines to send at once before waiting again
+	restLen := batchWaitRest // the next rest's length
 	for {
 		select {
 		case t := <-s.takes:
@@ -397,16 +402,18 @@ func (s *redisShared) takeLoop() {
 				break drain
 			}
 		}
-		if wait := time.Duration(s.batchWait.Load()); wait > 0 && len(batch) < redisTakeBatch {
-			switch n := len(batch); {
+		if wait := time.Duration(s.batchWait.Load()); wait > 0 && len(batch) == 1 {
+			switch {
 			case rest > 0:
 				rest--
 			case time.Since(sent) < batchWaitBusy*wait:
-				if batch = s.gather(batch, timer, wait); n > 1 || len(batch) > 1 {
-					alone = 0
+				if batch = s.gather(batch, timer, wait); len(batch) > 1 {
+					alone, restLen = 0, batchWaitRest
 				} else if alone++; alone >= batchWaitAlone {
-					// After the rest, one more lone wait rests again.
-					alone, rest = batchWaitAlone-1, batchWaitRest
+					// After the rest, one more lone wait rests again,
+					// twice as long.
+					alone, rest = batchWaitAlone-1, restLen
+					restLen = min(2*restLen, batchWaitRestMax)
 				}
 			}
 		}
