@@ -28,7 +28,8 @@ func init() {
 // that arrive meanwhile share the next round trip, a pipeline of their
 // script runs, which Redis runs one by one in arrival order. While checks
 // come often (the last round trip went less than four BatchWaits ago), a
-// check waits up to BatchWait for others to share its round trip: under load many then share its cost (the
+// check that finds no other to go with waits up to BatchWait for others to
+// share its round trip: under load many then share its cost (the
 // write, the read, waking Redis up), which is CPU that Redis, shared by the
 // fleet, and the gateway no longer spend. Settlements and slot releases after a
 // response are queued and sent in batches, off the request's path, and
@@ -57,10 +58,11 @@ type RedisCounters struct {
 	Timeout caddy.Duration `json:"timeout,omitempty"`
 
 	// How long a limit check may wait for others to share its round trip
-	// to Redis. It waits only while checks come often (the last round trip
-	// went less than four BatchWaits ago), and not again soon after three
-	// checks in a row waited and none joined them, so that a lone client's
-	// checks mostly go at once. Negative: never wait. Default: 250µs.
+	// to Redis. A check waits only when it finds no other to go with while
+	// checks come often (the last round trip went less than four
+	// BatchWaits ago), and not again soon after three checks in a row
+	// waited and none joined them, so that a lone client's checks seldom
+	// wait. Negative: never wait. Default: 250µs.
 	BatchWait caddy.Duration `json:"batch_wait,omitempty"`
 
 	shared *redisShared
@@ -81,7 +83,7 @@ const (
 	defaultRedisTimeout = 250 * time.Millisecond
 	// defaultBatchWait is BatchWait's default: at 5,000 checks a second
 	// (bench/run.sh's fleet streams) it took Redis's CPU per call from
-	// 16.4 to 13.9 µs, and a few microseconds off the gateway's.
+	// about 16.5 to 14 µs, and a few microseconds off the gateway's.
 	defaultBatchWait = 250 * time.Microsecond
 	// batchWaitBusy: checks wait while the last pipeline went less than
 	// this many BatchWaits ago, a millisecond by default: checks then come
@@ -373,7 +375,10 @@ var takeHash any = takeScript.Hash()
 
 // takeLoop sends the checks: the first that comes goes with every other
 // already waiting (up to redisTakeBatch) in the same pipeline, at once or,
-// while checks come often, after waiting up to batchWait for more. One pipeline in flight at a time: with two or four
+// when none is and checks come often, after waiting up to batchWait for
+// more. Checks that already share pipelines (clients that do nothing but
+// check, as BenchmarkLimitCheckParallel's) never wait: there, waiting
+// doubled the time a check took and added half to its CPU. One pipeline in flight at a time: with two or four
 // (BenchmarkLimitCheckParallel) batches were smaller and each check cost
 // more CPU, for no more checks a second on two cores.
 func (s *redisShared) takeLoop() {
