@@ -178,16 +178,6 @@ func TestRedisCountersBatchWait(t *testing.T) {
 			t.Fatalf("8 clients' checks shared round trips %.1f to one with batch_wait, %.1f without", shared, sharedOff)
 		}
 	})
-	// Clients that only check (as BenchmarkLimitCheckParallel) already
-	// share round trips: waiting would only make them slower.
-	t.Run("closed", func(t *testing.T) {
-		rc, h := counted(t, "closed", time.Second/4)
-		start := time.Now()
-		clients(t, rc, h, 8, 40, 0)
-		if took := time.Since(start); took > 5*time.Second {
-			t.Fatalf("8 clients' 40 checks each took %v with batch_wait 250ms", took)
-		}
-	})
 }
 
 // scriptCounter is a go-redis hook that counts the script runs sent on
