@@ -387,10 +387,7 @@ func (s *redisShared) takeLoop() {
 	cmds := make([]*redis.IntSliceCmd, 0, redisTakeBatch)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	var sent time.Time       // when the last pipeline went
-	alone := 0               // checks in a row that waited and none joined
-	rest := 0                // pipelines to send at once before waiting again
-	restLen := batchWaitRest // the next rest's length
+	var pace pacer
 	for {
 		select {
 		case t := <-s.takes:
@@ -407,25 +404,45 @@ func (s *redisShared) takeLoop() {
 				break drain
 			}
 		}
-		if wait := time.Duration(s.batchWait.Load()); wait > 0 && len(batch) == 1 {
-			switch {
-			case rest > 0:
-				rest--
-			case time.Since(sent) < batchWaitBusy*wait:
-				if batch = s.gather(batch, timer, wait); len(batch) > 1 {
-					alone, restLen = 0, batchWaitRest
-				} else if alone++; alone >= batchWaitAlone {
-					// After the rest, one more lone wait rests again,
-					// twice as long.
-					alone, rest = batchWaitAlone-1, restLen
-					restLen = min(2*restLen, batchWaitRestMax)
-				}
-			}
+		if wait := time.Duration(s.batchWait.Load()); wait > 0 && len(batch) == 1 && pace.wait(wait, time.Now()) {
+			batch = s.gather(batch, timer, wait)
+			pace.waited(len(batch) > 1)
 		}
-		sent = time.Now()
+		pace.sent = time.Now()
 		cmds = s.runTakes(pipe, batch, cmds[:0])
 		clear(batch)
 		clear(cmds)
+	}
+}
+
+// pacer decides for takeLoop whether a check that found no other to go
+// with waits for company (RedisCounters.BatchWait).
+type pacer struct {
+	sent    time.Time // when the last pipeline went
+	alone   int       // checks in a row that waited and none joined
+	rest    int       // pipelines to send at once before waiting again
+	restLen int       // the next rest's length, batchWaitRest when 0
+}
+
+// wait reports whether such a check waits up to d, at now.
+func (p *pacer) wait(d time.Duration, now time.Time) bool {
+	if p.rest > 0 {
+		p.rest--
+		return false
+	}
+	return now.Sub(p.sent) < batchWaitBusy*d
+}
+
+// waited records whether others joined a check that waited.
+func (p *pacer) waited(joined bool) {
+	if joined {
+		p.alone, p.restLen = 0, 0
+		return
+	}
+	if p.alone++; p.alone >= batchWaitAlone {
+		// After the rest, one more lone wait rests again, twice as long.
+		p.alone, p.rest = batchWaitAlone-1, max(p.restLen, batchWaitRest)
+		p.restLen = min(2*p.rest, batchWaitRestMax)
 	}
 }
 
