@@ -461,7 +461,15 @@ func TestFailingRecorder(t *testing.T) {
 				t.Fatal(err)
 			}
 			waitCount(t, "testrec", "failed", failed+1)
-			entries := logs.FilterMessage("stats recorder failed").AllUntimed()
+			// The counter is shared by every testrec of the package, and
+			// a worker counts a failure before it logs it: wait for the
+			// warning itself.
+			var entries []observer.LoggedEntry
+			for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+				if entries = logs.FilterMessage("stats recorder failed").AllUntimed(); len(entries) > 0 {
+					break
+				}
+			}
 			if len(entries) != 1 {
 				t.Fatalf("got %d warnings, want 1", len(entries))
 			}
